@@ -1,0 +1,25 @@
+"""nbflow: a Jupyter notebook as a versioned, parallel, resumable flow on Dask.
+
+The public API is the read-only client over past runs (``Flow``, ``Run``, ``Step``, ``Task``,
+``Artifact``) and ``load_ipython_extension`` for ``%load_ext nbflow``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Artifact", "Flow", "Run", "Step", "Task", "__version__"]
+
+if TYPE_CHECKING:
+    from nbflow.client import Artifact, Flow, Run, Step, Task
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that `import nbflow` on a Dask worker stays cheap.
+    if name in __all__:
+        from nbflow import client
+
+        return getattr(client, name)
+    raise AttributeError(name)

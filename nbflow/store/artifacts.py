@@ -1,0 +1,243 @@
+"""Content-addressed artifacts on any fsspec URL: serialize once, store under the hash, verify on read.
+
+File format (version 1)::
+
+    b"NBFA" | u8 version | u32 header length | header (JSON) | frame 0 | pad | frame 1 | pad | ...
+
+Frame 0 is the pickle stream (``cloudpickle``, protocol 5); the remaining frames are the out-of-band
+buffers pickle 5 hands out for large contiguous data (numpy arrays, pandas blocks, arrow buffers).
+They are written straight from the object's memory, so saving a 1 GiB array copies nothing, and each
+is aligned to 64 bytes so that a local file can be memory-mapped and the buffers used in place.
+
+The key of an object is the xxh3-128 hash of its whole file. A file is written under a temporary
+name and renamed into ``objects/<2 hex>/<30 hex>`` only when complete, so a reader never sees half an
+object; an object already present is not written again. Every read recomputes the hash and refuses
+bytes that do not match.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import pickle
+import struct
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cloudpickle
+import fsspec
+import xxhash
+
+from nbflow.model import ArtifactRef
+
+MAGIC = b"NBFA"
+FORMAT_VERSION = 1
+ALIGN = 64
+_PREFIX = struct.Struct("<4sBI")
+_MMAP_MIN = 1 << 20  # below this, a plain read is faster than mapping the file
+
+
+class ArtifactError(Exception):
+    """An artifact cannot be written or read."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """The stored bytes do not hash to the artifact's key: the file was corrupted or truncated."""
+
+
+class SerializationError(ArtifactError):
+    """A value cannot be pickled (an open file, a lock, a database connection, ...)."""
+
+
+def type_name(obj: Any) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def serialize(obj: Any) -> list[memoryview]:
+    """The frames of ``obj``: the pickle stream, then its out-of-band buffers (not copied)."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        stream = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise SerializationError(f"{type_name(obj)} cannot be pickled: {exc}") from exc
+    frames = [memoryview(stream)]
+    for buf in buffers:
+        try:
+            frames.append(buf.raw())
+        except BufferError:  # not contiguous: fall back to one copy
+            frames.append(memoryview(bytes(buf)))
+    return frames
+
+
+def _pad(n: int) -> int:
+    return -n % ALIGN
+
+
+def encode_header(frames: list[memoryview], type_: str) -> bytes:
+    header = json.dumps({"type": type_, "frames": [f.nbytes for f in frames]}).encode()
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+
+
+def iter_chunks(obj: Any) -> tuple[list[memoryview], str]:
+    """Everything written for ``obj``, in order, as memoryviews (header, frames and padding)."""
+    frames = serialize(obj)
+    head = encode_header(frames, type_name(obj))
+    out = [memoryview(head)]
+    offset = len(head)
+    for frame in frames:
+        pad = _pad(offset)
+        if pad:
+            out.append(memoryview(b"\0" * pad))
+            offset += pad
+        out.append(frame)
+        offset += frame.nbytes
+    return out, type_name(obj)
+
+
+def decode(data: memoryview, key: str = "?") -> Any:
+    """The value stored in ``data`` (a whole artifact file); its buffers are views into ``data``."""
+    try:
+        magic, version, hlen = _PREFIX.unpack_from(data, 0)
+    except struct.error as exc:
+        raise ArtifactIntegrityError(f"artifact {key} is truncated ({data.nbytes} bytes)") from exc
+    if magic != MAGIC:
+        raise ArtifactIntegrityError(f"artifact {key} is not an nbflow artifact (bad magic)")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"artifact {key} uses format {version}; this nbflow reads up to {FORMAT_VERSION}. "
+            "Upgrade nbflow."
+        )
+    offset = _PREFIX.size
+    header = json.loads(bytes(data[offset : offset + hlen]))
+    offset += hlen
+    frames = []
+    for n in header["frames"]:
+        offset += _pad(offset)
+        frames.append(data[offset : offset + n])
+        offset += n
+    return pickle.loads(frames[0], buffers=frames[1:])
+
+
+class ArtifactStore:
+    """Artifacts under ``<url>/objects``; ``url`` is any fsspec URL (local path, memory://, s3://)."""
+
+    def __init__(self, url: str, *, fsync: bool = True) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.root = self.root.rstrip("/")
+        self.local = "file" in _protocols(self.fs)
+        self.fsync = fsync
+
+    # -- paths ---------------------------------------------------------------------------------
+    def path(self, key: str) -> str:
+        return f"{self.root}/objects/{key[:2]}/{key[2:]}"
+
+    def _tmp(self) -> str:
+        return f"{self.root}/tmp/{uuid.uuid4().hex}"
+
+    # -- writing -------------------------------------------------------------------------------
+    def put(self, obj: Any) -> ArtifactRef:
+        """Save ``obj`` (once: an identical object already stored is not written again)."""
+        chunks, type_ = iter_chunks(obj)
+        key, size = self.put_chunks(chunks)
+        return ArtifactRef(hash=key, size=size, type=type_)
+
+    def put_chunks(self, chunks: Iterable[memoryview]) -> tuple[str, int]:
+        tmp = self._tmp()
+        hasher = xxhash.xxh3_128()
+        size = 0
+        try:
+            if self.local:
+                os.makedirs(os.path.dirname(tmp), exist_ok=True)
+                with open(tmp, "wb") as f:
+                    for chunk in chunks:
+                        hasher.update(chunk)
+                        f.write(chunk)
+                        size += chunk.nbytes
+                    if self.fsync:
+                        f.flush()
+                        os.fsync(f.fileno())
+            else:
+                with self.fs.open(tmp, "wb") as f:
+                    for chunk in chunks:
+                        hasher.update(chunk)
+                        f.write(chunk)
+                        size += chunk.nbytes
+            key = hasher.hexdigest()
+            final = self.path(key)
+            if self.fs.exists(final):
+                self.fs.rm_file(tmp)
+            elif self.local:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(tmp, final)
+            else:
+                self.fs.mv(tmp, final)
+        except OSError as exc:
+            _quietly(lambda: self.fs.rm_file(tmp))
+            raise ArtifactError(
+                f"cannot write to the artifact store {self.url}: {exc}. Check that it exists, "
+                "is writable and has free space, or point nbflow elsewhere with --store."
+            ) from exc
+        return key, size
+
+    # -- reading -------------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def read_bytes(self, key: str) -> memoryview:
+        """The verified bytes of artifact ``key`` (memory-mapped copy-on-write when local)."""
+        path = self.path(key)
+        try:
+            if self.local and os.path.getsize(path) >= _MMAP_MIN:
+                with open(path, "rb") as f:
+                    data = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY))
+            else:
+                with self.fs.open(path, "rb") as f:
+                    size = self.fs.size(path)
+                    buf = bytearray(size)
+                    n = f.readinto(memoryview(buf))
+                    data = memoryview(buf)[:n]
+        except FileNotFoundError as exc:
+            raise ArtifactError(
+                f"artifact {key} is missing from {self.url} (deleted by hand or by gc?). "
+                "Re-run the step that produced it."
+            ) from exc
+        actual = xxhash.xxh3_128(data).hexdigest()
+        if actual != key:
+            raise ArtifactIntegrityError(
+                f"artifact {key} at {path} is corrupt: its bytes hash to {actual}. nbflow will not "
+                "return wrong data. Delete the file and re-run the step that produced it "
+                "(`nbflow resume RUN_ID --from STEP`)."
+            )
+        return data
+
+    def get(self, key: str) -> Any:
+        return decode(self.read_bytes(key), key)
+
+    # -- small text files (logs) ---------------------------------------------------------------
+    def write_text(self, relpath: str, text: str) -> str:
+        path = f"{self.root}/{relpath}"
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return relpath
+
+    def read_text(self, relpath: str) -> str:
+        with self.fs.open(f"{self.root}/{relpath}", "r", encoding="utf-8") as f:
+            text: str = f.read()
+        return text
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception:
+        pass

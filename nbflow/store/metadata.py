@@ -1,0 +1,285 @@
+"""Run, step, task and attempt records in a SQL database through SQLAlchemy.
+
+SQLite (WAL, in the store folder) by default; any SQLAlchemy URL by config, e.g. PostgreSQL for a
+team. The schema is versioned with Alembic and upgraded when a database is opened, so a store made
+by an older nbflow still opens. Each write is one short transaction that only writes, so several
+processes (two runs, a run and the sidebar) share one SQLite file without lock upgrades.
+Rows come back as plain dicts with timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from nbflow.model import ArtifactRef, RunStatus, TaskStatus
+from nbflow.store import schema as t
+
+Row = dict[str, Any]
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _row(mapping: Mapping[str, Any]) -> Row:
+    return {k: _aware(v) for k, v in mapping.items()}
+
+
+class MetadataError(Exception):
+    """The metadata database cannot be opened or written."""
+
+
+def _alembic_config(conn: sa.Connection | None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "nbflow.store:migrations")
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class MetadataDB:
+    """The one writer path and the readers of nbflow's metadata."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = sa.create_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            raise MetadataError(
+                f"cannot open the metadata database {self.engine.url!r}: {exc.__class__.__name__}: "
+                f"{exc}. Check the --db URL (or nbflow.db in Dask's config) and that the database "
+                "is reachable and writable."
+            ) from exc
+
+    def _migrate(self) -> None:
+        script = ScriptDirectory.from_config(_alembic_config(None))
+        head = script.get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            raise MetadataError(
+                f"the metadata database {self.url} has schema {current}, newer than this nbflow "
+                f"knows ({head}). Upgrade nbflow."
+            )
+        with self.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, **values: Any) -> None:
+        values.setdefault("started_at", now())
+        values.setdefault("heartbeat_at", values["started_at"])
+        values.setdefault("status", RunStatus.RUNNING.value)
+        with self.engine.begin() as conn:
+            conn.execute(t.runs.insert().values(**values))
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+
+    def heartbeat(self, run_id: str) -> None:
+        self.update_run(run_id, heartbeat_at=now())
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        self.update_run(run_id, status=status.value, error=error, finished_at=now())
+
+    def mark_interrupted(self, stale_after: float) -> list[str]:
+        """Runs still `running` whose driver has not heartbeated for ``stale_after`` seconds."""
+        cutoff = now() - dt.timedelta(seconds=stale_after)
+        with self.engine.connect() as conn:
+            stale = [
+                r.id
+                for r in conn.execute(
+                    sa.select(t.runs.c.id).where(
+                        t.runs.c.status == RunStatus.RUNNING.value, t.runs.c.heartbeat_at < cutoff
+                    )
+                )
+            ]
+        if not stale:
+            return []
+        open_states = [TaskStatus.PENDING.value, TaskStatus.RUNNING.value]
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.id.in_(stale), t.runs.c.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.INTERRUPTED.value, finished_at=now(),
+                        error="the driver stopped heartbeating (killed or crashed)")
+            )
+            conn.execute(
+                t.tasks.update()
+                .where(t.tasks.c.run_id.in_(stale), t.tasks.c.status.in_(open_states))
+                .values(status=TaskStatus.CANCELLED.value, error="run interrupted")
+            )
+        return stale
+
+    def runs(
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Row]:
+        q = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.id.desc())
+        if flow is not None:
+            q = q.where(t.runs.c.flow == flow)
+        if status is not None:
+            q = q.where(t.runs.c.status == status)
+        q = q.offset(offset)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [_row(r._mapping) for r in conn.execute(q)]
+
+    def run(self, run_id: str) -> Row | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
+        return None if r is None else _row(r._mapping)
+
+    def flows(self) -> list[str]:
+        with self.engine.connect() as conn:
+            q = sa.select(t.runs.c.flow).distinct().order_by(t.runs.c.flow)
+            return [r.flow for r in conn.execute(q)]
+
+    # -- steps ---------------------------------------------------------------------------------
+    def record_steps(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        values = [{"run_id": run_id, **r} for r in rows]
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(t.steps.insert(), values)
+
+    def steps(self, run_id: str) -> list[Row]:
+        with self.engine.connect() as conn:
+            q = sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.cell)
+            return [_row(r._mapping) for r in conn.execute(q)]
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def create_task(self, **values: Any) -> int:
+        values.setdefault("created_at", now())
+        values.setdefault("attempts", 0)
+        with self.engine.begin() as conn:
+            result = conn.execute(t.tasks.insert().values(**values))
+            key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def start_attempt(self, task_id: int, number: int) -> None:
+        started = now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.tasks.update()
+                .where(t.tasks.c.id == task_id)
+                .values(status=TaskStatus.RUNNING.value, attempts=number,
+                        started_at=sa.func.coalesce(t.tasks.c.started_at, started))
+            )
+            conn.execute(
+                t.attempts.insert().values(task_id=task_id, number=number,
+                                           status=TaskStatus.RUNNING.value, started_at=started)
+            )
+
+    def finish_attempt(self, task_id: int, number: int, status: TaskStatus, *,
+                       worker: str | None = None, error: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.attempts.update()
+                .where(t.attempts.c.task_id == task_id, t.attempts.c.number == number)
+                .values(status=status.value, worker=worker, error=error, finished_at=now())
+            )
+
+    def finish_task(
+        self,
+        task_id: int,
+        status: TaskStatus,
+        *,
+        outputs: Mapping[str, ArtifactRef] | None = None,
+        **values: Any,
+    ) -> None:
+        values.setdefault("finished_at", now())
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.tasks.update().where(t.tasks.c.id == task_id).values(status=status.value, **values)
+            )
+            if outputs:
+                conn.execute(
+                    t.outputs.insert(),
+                    [{"task_id": task_id, "name": n, "hash": r.hash, "size": r.size, "type": r.type}
+                     for n, r in outputs.items()],
+                )
+
+    def tasks(self, run_id: str, step: str | None = None) -> list[Row]:
+        q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id)
+        if step is not None:
+            q = q.where(t.tasks.c.step == step)
+        q = q.order_by(t.tasks.c.id)
+        with self.engine.connect() as conn:
+            rows = [_row(r._mapping) for r in conn.execute(q)]
+            self._attach_outputs(conn, rows)
+        return rows
+
+    def task(self, task_id: int) -> Row | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).first()
+            if r is None:
+                return None
+            rows = [_row(r._mapping)]
+            self._attach_outputs(conn, rows)
+        return rows[0]
+
+    def attempts(self, task_id: int) -> list[Row]:
+        with self.engine.connect() as conn:
+            q = sa.select(t.attempts).where(t.attempts.c.task_id == task_id).order_by(
+                t.attempts.c.number)
+            return [_row(r._mapping) for r in conn.execute(q)]
+
+    def cache_candidates(self, cache_key: str, limit: int = 5) -> list[Row]:
+        """Finished, successful tasks with this key, newest first, with their outputs."""
+        q = (
+            sa.select(t.tasks)
+            .where(t.tasks.c.cache_key == cache_key, t.tasks.c.status == TaskStatus.SUCCEEDED.value)
+            .order_by(t.tasks.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = [_row(r._mapping) for r in conn.execute(q)]
+            self._attach_outputs(conn, rows)
+        return rows
+
+    @staticmethod
+    def _attach_outputs(conn: sa.Connection, rows: list[Row]) -> None:
+        by_id = {r["id"]: r for r in rows}
+        for r in rows:
+            r["outputs"] = {}
+        if not by_id:
+            return
+        q = sa.select(t.outputs).where(t.outputs.c.task_id.in_(list(by_id)))
+        for o in conn.execute(q):
+            by_id[o.task_id]["outputs"][o.name] = ArtifactRef(o.hash, o.size, o.type)

@@ -1,0 +1,96 @@
+"""The first schema: runs, steps, tasks, attempts, outputs.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "runs",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("flow", sa.String(200), nullable=False, index=True),
+        sa.Column("status", sa.String(20), nullable=False, index=True),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("notebook_path", sa.Text),
+        sa.Column("notebook_hash", sa.String(64)),
+        sa.Column("params", sa.JSON, nullable=False),
+        sa.Column("environment", sa.JSON, nullable=False),
+        sa.Column("resumed_from", sa.String(40)),
+        sa.Column("cluster", sa.JSON),
+        sa.Column("store_url", sa.Text),
+        sa.Column("driver", sa.JSON),
+        sa.Column("error", sa.Text),
+        sa.Column("started_at", TS, nullable=False, index=True),
+        sa.Column("finished_at", TS),
+        sa.Column("heartbeat_at", TS),
+    )
+    op.create_table(
+        "steps",
+        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("cell", sa.Integer),
+        sa.Column("code", sa.Text, nullable=False),
+        sa.Column("options", sa.JSON, nullable=False),
+        sa.Column("inputs", sa.JSON, nullable=False),
+        sa.Column("outputs", sa.JSON, nullable=False),
+        sa.Column("upstream", sa.JSON, nullable=False),
+    )
+    op.create_table(
+        "tasks",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False, index=True),
+        sa.Column("step", sa.String(200), nullable=False),
+        sa.Column("idx", sa.Integer),
+        sa.Column("item", sa.Text),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("cache_key", sa.String(64), index=True),
+        sa.Column("cached_from", sa.Integer),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("worker", sa.Text),
+        sa.Column("resources", sa.JSON),
+        sa.Column("inputs", sa.JSON),
+        sa.Column("files", sa.JSON),
+        sa.Column("stdout_path", sa.Text),
+        sa.Column("stderr_path", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("error_type", sa.String(200)),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("started_at", TS),
+        sa.Column("finished_at", TS),
+    )
+    op.create_table(
+        "attempts",
+        sa.Column("task_id", sa.Integer, sa.ForeignKey("tasks.id"), primary_key=True),
+        sa.Column("number", sa.Integer, primary_key=True),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("worker", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("started_at", TS),
+        sa.Column("finished_at", TS),
+    )
+    op.create_table(
+        "outputs",
+        sa.Column("task_id", sa.Integer, sa.ForeignKey("tasks.id"), primary_key=True),
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("hash", sa.String(64), nullable=False, index=True),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    for table in ("outputs", "attempts", "tasks", "steps", "runs"):
+        op.drop_table(table)
