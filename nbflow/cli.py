@@ -1,0 +1,253 @@
+"""The ``nbflow`` command: run | resume | runs | show | logs.
+
+Exit codes: 0 success; 1 the run finished but failed (a step failed); 2 bad input or an environment
+problem (bad notebook, bad option, unreachable cluster, unwritable store), with the reason on stderr.
+``--json`` output is the scripting interface, documented in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import dask.utils
+
+from nbflow import __version__, config
+from nbflow.analyze import AnalysisError
+
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nbflow",
+        description="Run Jupyter notebooks as versioned, parallel, resumable flows on Dask.",
+    )
+    p.add_argument("--version", action="version", version=f"nbflow {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", help="artifact store URL (default: nearest .nbflow/)")
+    common.add_argument("--db", help="metadata database URL (default: SQLite in the store)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run a notebook as a new run")
+    run.add_argument("notebook")
+    run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a name of the cell tagged `parameters` (repeatable)")
+    run.add_argument("--force", action="store_true", help="execute every step, ignore the cache")
+    run.add_argument("--cluster", help="Dask scheduler address (default: a local cluster)")
+    run.add_argument("--quiet", "-q", action="store_true", help="do not echo the steps' output")
+
+    resume = sub.add_parser("resume", parents=[common],
+                            help="re-run what failed or never ran in a run, reusing the rest")
+    resume.add_argument("run_id")
+    resume.add_argument("--from", dest="from_steps", action="append", default=[],
+                        metavar="STEP", help="also re-run STEP and everything after it")
+    resume.add_argument("--cluster", help="Dask scheduler address")
+    resume.add_argument("--quiet", "-q", action="store_true")
+
+    runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
+    runs.add_argument("--flow", help="only this flow (a notebook's file name without .ipynb)")
+    runs.add_argument("--status", help="only runs in this state")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", parents=[common], help="one run: environment, steps, tasks")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+
+    logs = sub.add_parser("logs", parents=[common], help="a step's stdout and stderr")
+    logs.add_argument("run_id")
+    logs.add_argument("step")
+    logs.add_argument("--index", type=int, help="only this foreach item")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from nbflow.execute import ClusterError
+    from nbflow.notebook import NotebookError
+    from nbflow.runner import RunError
+    from nbflow.store import ArtifactError, MetadataError, StoreError
+
+    try:
+        handler = globals()[f"cmd_{args.command}"]
+        return int(handler(args))
+    except (AnalysisError, RunError, ClusterError, StoreError, MetadataError, NotebookError,
+            ArtifactError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"nbflow: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("nbflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from nbflow.store import open_store
+
+    return open_store(args.store, args.db)
+
+
+class _Printer:
+    """Echoes a run's progress and its steps' output lines as they arrive."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.lock = threading.Lock()
+
+    def log(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        stream = sys.stderr if event["stream"] == "stderr" else sys.stdout
+        with self.lock:
+            for line in event["lines"]:
+                print(f"[{event['step']}] {line}", file=stream, flush=True)
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        with self.lock:
+            if kind == "run-started":
+                print(f"nbflow: run {data['run']} started", file=sys.stderr, flush=True)
+            elif kind == "task-finished":
+                idx = "" if data.get("index") is None else f"[{data['index']}]"
+                status = data["status"]
+                extra = ""
+                if status == "cached":
+                    extra = f" (from run {data['from']})"
+                elif data.get("duration") is not None:
+                    extra = f" ({data['duration']:.2f} s)"
+                print(f"nbflow: {data['step']}{idx} {status}{extra}", file=sys.stderr, flush=True)
+                if data.get("error") and status != "cached":
+                    print(_indent(data["error"]), file=sys.stderr, flush=True)
+            elif kind == "task-retry":
+                print(f"nbflow: {data['step']} attempt {data['attempt']} failed; retrying",
+                      file=sys.stderr, flush=True)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in str(text).rstrip().splitlines())
+
+
+def _finish(store: Any, run_id: str) -> int:
+    from nbflow.client import Run
+
+    run = Run(run_id, store)
+    counts = run.to_json()["counts"]
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"nbflow: run {run_id} {run.status.value} ({summary}). "
+          f"See `nbflow show {run_id}`.", file=sys.stderr)
+    if run.error:
+        print(_indent(run.error), file=sys.stderr)
+    return 0 if run.status.value == "succeeded" else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nbflow.execute import Executor
+    from nbflow.runner import parse_param, run_notebook
+
+    params = dict(parse_param(p) for p in args.param)
+    store = _store(args)
+    from nbflow import notebook as nbmod
+    from nbflow.graph import build_graph
+
+    build_graph(nbmod.load(args.notebook).cells)  # bad notebooks fail before a cluster starts
+    executor = Executor.connect(args.cluster)
+    printer = _Printer(args.quiet)
+    run_id = run_notebook(args.notebook, store=store, executor=executor, params=params,
+                          force=args.force, on_log=printer.log, on_event=printer.event)
+    return _finish(store, run_id)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from nbflow.execute import Executor
+    from nbflow.runner import resume_run
+
+    store = _store(args)
+    if store.meta.run(args.run_id) is None:
+        raise KeyError(f"no run {args.run_id!r} in {store.url}; `nbflow runs` lists them")
+    executor = Executor.connect(args.cluster)
+    printer = _Printer(args.quiet)
+    run_id = resume_run(args.run_id, store=store, executor=executor, from_steps=args.from_steps,
+                        on_log=printer.log, on_event=printer.event)
+    return _finish(store, run_id)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from nbflow.client import list_runs
+
+    runs = list_runs(args.flow, store=_store(args), status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.summary_json() for r in runs], indent=2))
+        return 0
+    if not runs:
+        print("no runs yet: `nbflow run NOTEBOOK.ipynb` makes one")
+        return 0
+    print(f"{'RUN':24} {'FLOW':20} {'STATUS':12} {'STARTED':20} DURATION")
+    for r in runs:
+        started = r.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        dur = (f"{(r.finished_at - r.started_at).total_seconds():.1f} s"
+               if r.finished_at else "-")
+        print(f"{r.id:24} {r.flow[:20]:20} {r.status.value:12} {started:20} {dur}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nbflow.client import Run
+
+    run = Run(args.run_id, _store(args))
+    data = run.to_json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    env = data["environment"]
+    print(f"run {run.id}  flow {run.flow}  {run.status.value}")
+    print(f"  notebook   {run.notebook_path}  (content {env.get('notebook_hash')})")
+    print(f"  started    {data['started_at']}   finished {data['finished_at']}")
+    if run.resumed_from:
+        print(f"  resumes    {run.resumed_from}")
+    if data["params"]:
+        print("  params     " + ", ".join(f"{k}={v!r}" for k, v in data["params"].items()))
+    print(f"  python     {env.get('python')}   nbflow {env.get('nbflow')}")
+    packages = env.get("packages") or {}
+    if packages:
+        print("  packages   " + ", ".join(f"{k}=={v}" for k, v in sorted(packages.items())))
+    cluster = data.get("cluster") or {}
+    if cluster:
+        print(f"  cluster    {cluster.get('kind')} {cluster.get('scheduler')}, "
+              f"{cluster.get('workers')} workers, "
+              f"{dask.utils.format_bytes(cluster.get('memory') or 0)}")
+    print()
+    print(f"  {'STEP':24} {'STATUS':10} {'TIME':>8}  {'WORKER':24} OUTPUTS")
+    for t in data["tasks"]:
+        name = t["step"] + ("" if t["index"] is None else f"[{t['index']}]")
+        dur = f"{t['duration']:.2f}s" if t["duration"] is not None else "-"
+        outs = ", ".join(f"{n}:{h[:8]}" for n, h in t["outputs"].items())
+        print(f"  {name[:24]:24} {t['status']:10} {dur:>8}  {(t['worker'] or '-')[:24]:24} {outs}")
+        if t["error"] and t["status"] not in ("cached", "succeeded"):
+            print(_indent(_indent(t["error"])))
+    if run.error:
+        print("\n  run error:\n" + _indent(_indent(run.error)))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from nbflow.client import Run
+
+    step = Run(args.run_id, _store(args))[args.step]
+    tasks = [t for t in step.tasks if args.index is None or t.index == args.index]
+    for t in tasks:
+        if len(tasks) > 1:
+            print(f"--- {t.step}[{t.index}] ({t.status.value})")
+        sys.stdout.write(t.stdout)
+        err = t.stderr
+        if err:
+            sys.stderr.write(err)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""nbflow's one door to Dask: which cluster, submitting task attempts, resources, timeouts, logs.
+
+The cluster comes from Dask's config under ``nbflow.cluster`` (see ``nbflow/nbflow.yaml``):
+
+1. an address (``tcp://host:8786``) -> ``Client(address)``;
+2. a cluster manager class path with keyword arguments -> ``Client(Class(**kwargs))``;
+3. the ``Client`` this process already made;
+4. nothing -> a ``LocalCluster`` started once per process, one single-threaded worker process per
+   core, each declaring its ``memory`` (bytes) and ``cpus`` as Dask worker resources.
+
+``Executor`` wraps a ``Client`` with exactly what a run needs: submit an attempt of a task with its
+``%%resources``, be called back when it ends, cancel it (restarting its worker, since a Python thread
+cannot be killed), check up front that some worker can ever satisfy a request, and relay the
+stdout/stderr lines workers publish as Dask events.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dask.utils
+import psutil
+from distributed import Client, Future, LocalCluster, default_client
+
+from nbflow import config
+from nbflow.model import Resources
+from nbflow.worker import TaskSpec, run_task
+
+
+class ClusterError(Exception):
+    """No cluster could be had, or it cannot run what was asked."""
+
+
+class ResourceError(ClusterError):
+    """A ``%%resources`` request no worker of the cluster can ever satisfy."""
+
+
+_local_lock = threading.Lock()
+_local: tuple[LocalCluster, Client] | None = None
+
+
+def _close_local() -> None:
+    global _local
+    if _local is not None:
+        cluster, client = _local
+        _local = None
+        try:
+            client.close()
+            cluster.close()
+        except Exception:
+            pass
+
+
+def local_cluster() -> Client:
+    """The process's LocalCluster (started on first use, closed at exit), sized to this machine."""
+    global _local
+    with _local_lock:
+        if _local is None:
+            n = config.get("cluster.n-workers") or psutil.cpu_count() or 1
+            threads = int(config.get("cluster.threads-per-worker") or 1)
+            memory = psutil.virtual_memory().total // n
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=threads,
+                processes=True,
+                memory_limit=memory,
+                resources={"memory": memory, "cpus": threads},
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
+            _local = (cluster, Client(cluster, set_as_default=False))
+            atexit.register(_close_local)
+        return _local[1]
+
+
+def connect(address: str | None = None) -> tuple[Client, str]:
+    """A client for the configured cluster, and its kind: local, address, class or existing."""
+    address = address or config.get("cluster.address")
+    if address:
+        timeout = config.get("cluster.connect-timeout") or "10s"
+        try:
+            return Client(address, timeout=timeout, set_as_default=False), "address"
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address} (waited {timeout}): {exc}. Check "
+                "that `dask scheduler` runs there and the address is right, or drop --cluster to "
+                "use a local cluster."
+            ) from exc
+    class_path = config.get("cluster.class")
+    if class_path:
+        module, _, name = str(class_path).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ClusterError(
+                f"cannot import the cluster class {class_path!r} (nbflow.cluster.class): {exc}. "
+                "Install its package or fix the path, e.g. dask_jobqueue.SLURMCluster."
+            ) from exc
+        return Client(cls(**(config.get("cluster.kwargs") or {})), set_as_default=False), "class"
+    try:
+        return default_client(), "existing"
+    except ValueError:
+        return local_cluster(), "local"
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    address: str
+    resources: dict[str, float]
+    memory_limit: int
+    nthreads: int
+
+
+class Attempt:
+    """One submitted attempt of a task: its Dask future and its deadline, if any."""
+
+    def __init__(self, future: Future, spec: TaskSpec, deadline: float | None) -> None:
+        self.future = future
+        self.spec = spec
+        self.deadline = deadline
+
+
+class Executor:
+    """Submits task attempts to one Dask client and reports back when they end."""
+
+    def __init__(self, client: Client, kind: str) -> None:
+        self.client = client
+        self.kind = kind
+        self._subscribed: set[str] = set()
+
+    @classmethod
+    def connect(cls, address: str | None = None) -> Executor:
+        client, kind = connect(address)
+        return cls(client, kind)
+
+    # -- description ---------------------------------------------------------------------------
+    def workers(self) -> list[WorkerInfo]:
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return [
+            WorkerInfo(addr, dict(w.get("resources") or {}), int(w.get("memory_limit") or 0),
+                       int(w.get("nthreads") or 0))
+            for addr, w in info.items()
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        workers = self.workers()
+        return {
+            "kind": self.kind,
+            "scheduler": self.client.scheduler.address,
+            "dashboard": self.client.dashboard_link,
+            "workers": len(workers),
+            "threads": sum(w.nthreads for w in workers),
+            "memory": sum(w.memory_limit for w in workers),
+        }
+
+    def check_resources(self, resources: Resources, where: str) -> None:
+        """Fail now, naming the largest worker, if no worker can ever run this request."""
+        if not resources:
+            return
+        wanted = resources.as_dask()
+        workers = self.workers()
+        if any(all(w.resources.get(k, 0) >= v for k, v in wanted.items()) for w in workers):
+            return
+        if not workers:
+            raise ResourceError(f"{where}: the cluster has no workers")
+
+        def size(w: WorkerInfo) -> tuple[float, ...]:
+            return tuple(w.resources.get(k, 0) for k in wanted)
+
+        largest = max(workers, key=size)
+        have = _format_resources(largest.resources) or "no declared resources"
+        raise ResourceError(
+            f"{where} asks for {_format_resources(wanted)}, but no worker can ever provide it; the "
+            f"largest worker, {largest.address}, has {have}. Lower the %%resources request, or "
+            "start workers that declare more (e.g. `dask worker ... --resources "
+            f"\"{_dask_resource_arg(wanted)}\"`)."
+        )
+
+    # -- running -------------------------------------------------------------------------------
+    def submit(
+        self,
+        spec: TaskSpec,
+        resources: Resources,
+        on_done: Callable[[Attempt], None],
+        deadline: float | None = None,
+    ) -> Attempt:
+        future = self.client.submit(
+            run_task,
+            spec,
+            key=f"nbflow-{spec.step}-{spec.run_id}-{spec.task_id}-{spec.attempt}",
+            resources=resources.as_dask() or None,
+            pure=False,
+            retries=0,
+        )
+        attempt = Attempt(future, spec, deadline)
+        future.add_done_callback(lambda _f: on_done(attempt))
+        return attempt
+
+    def result(self, attempt: Attempt) -> dict[str, Any]:
+        """The task's result dict; a lost worker or cancellation becomes a failed result."""
+        try:
+            result: dict[str, Any] = attempt.future.result()
+            return result
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if type(exc).__name__ == "KilledWorker":
+                reason = (f"the worker running this task died ({exc}); it may have run out of "
+                          "memory: give the step more with %%resources memory=...")
+            return {"status": "failed", "error": reason, "error_type": type(exc).__name__,
+                    "outputs": {}, "missing": [], "exception": None, "files": [],
+                    "worker": None}
+
+    def processing_worker(self, attempt: Attempt) -> str | None:
+        key = attempt.future.key
+
+        def where(dask_scheduler: Any) -> str | None:
+            ts = dask_scheduler.tasks.get(key)
+            return ts.processing_on.address if ts is not None and ts.processing_on else None
+
+        try:
+            address: str | None = self.client.run_on_scheduler(where)
+            return address
+        except Exception:
+            return None
+
+    def stop(self, attempt: Attempt) -> None:
+        """Cancel an attempt and restart the worker running it, so its code really stops."""
+        worker = self.processing_worker(attempt)
+        attempt.future.cancel()
+        if worker is not None:
+            try:
+                self.client.restart_workers([worker], timeout=60)
+            except Exception:
+                pass
+
+    def subscribe_logs(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        def relay(event: tuple[float, dict[str, Any]]) -> None:
+            handler(event[1])
+
+        self.client.subscribe_topic(topic, relay)
+        self._subscribed.add(topic)
+
+    def unsubscribe_logs(self) -> None:
+        for topic in self._subscribed:
+            try:
+                self.client.unsubscribe_topic(topic)
+            except Exception:
+                pass
+        self._subscribed.clear()
+
+
+def _format_resources(res: dict[str, float]) -> str:
+    parts = []
+    for k in ("memory", "cpus", "gpus"):
+        if k in res:
+            v = res[k]
+            parts.append(f"{k}={dask.utils.format_bytes(int(v))}" if k == "memory"
+                         else f"{k}={v:g}")
+    return " ".join(parts)
+
+
+def _dask_resource_arg(res: dict[str, float]) -> str:
+    return " ".join(f"{k}={int(v) if float(v).is_integer() else v}" for k, v in res.items())

@@ -1,0 +1,717 @@
+"""A run of a whole notebook: plain cells in the driver, steps on the cluster, cache, resume, heartbeat.
+
+The driver walks the notebook top to bottom. A plain cell runs in the driver's namespace once the
+steps it reads from have finished (their outputs are loaded into the namespace). A step cell takes a
+snapshot of its by-value inputs at its place in the notebook and is dispatched to the cluster as soon
+as its upstream steps have finished, so independent steps run at the same time. Each task is first
+looked up in the cache; only misses are executed. The driver is the only writer of metadata; the
+workers write artifacts and logs themselves and send back references.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+import xxhash
+
+from nbflow import config, environment
+from nbflow import notebook as nbmod
+from nbflow.analyze import AnalysisError, normalize_code
+from nbflow.execute import Attempt, Executor
+from nbflow.graph import FlowGraph, GraphError, Node, build_graph
+from nbflow.model import ArtifactRef, DataFile, RunStatus, TaskStatus
+from nbflow.store import Store
+from nbflow.store.metadata import now
+from nbflow.worker import InputSpec, TaskSpec, describe_file
+
+LogHandler = Callable[[dict[str, Any]], None]
+EventHandler = Callable[[str, dict[str, Any]], None]
+
+
+class RunError(Exception):
+    """The run cannot start, or stopped because of an error outside a step's own code."""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``name=value``; the value is a Python literal if it parses as one, else a string."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise RunError(f"--param {text!r}: expected NAME=VALUE, e.g. --param alpha=0.5")
+    try:
+        return name, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return name, raw
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _hash_json(obj: Any) -> str:
+    import json
+
+    return xxhash.xxh3_128(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class TaskState:
+    task_id: int
+    index: int | None
+    item: bytes | None
+    cache_key: str
+    attempt: int = 0
+    handle: Attempt | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    outputs: dict[str, ArtifactRef] = field(default_factory=dict)
+
+
+@dataclass
+class StepState:
+    node: Node
+    by_value: dict[str, InputSpec] | None = None  # captured when the driver reaches the cell
+    by_value_hashes: dict[str, str] = field(default_factory=dict)
+    tasks: list[TaskState] = field(default_factory=list)
+    inputs: dict[str, InputSpec] = field(default_factory=dict)  # as shipped to every task
+    dispatched: bool = False
+    done: bool = False
+    ok: bool = False
+    error: str | None = None
+    outputs: dict[str, InputSpec] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+class Runner:
+    """Runs one notebook once, as a new run in ``store`` on ``executor``'s cluster."""
+
+    def __init__(
+        self,
+        notebook: nbmod.Notebook,
+        store: Store,
+        executor: Executor,
+        *,
+        params: dict[str, Any] | None = None,
+        force: bool = False,
+        force_steps: Iterable[str] = (),
+        resumed_from: str | None = None,
+        on_log: LogHandler | None = None,
+        on_event: EventHandler | None = None,
+        graph: FlowGraph | None = None,
+    ) -> None:
+        self.notebook = notebook
+        self.store = store
+        self.executor = executor
+        self.overrides = dict(params or {})
+        self.force = force
+        self.force_steps = set(force_steps)
+        self.resumed_from = resumed_from
+        self.on_log = on_log
+        self.on_event = on_event or (lambda _kind, _data: None)
+        self.graph = graph if graph is not None else build_graph(notebook.cells)
+        self.run_id = new_run_id()
+        self.steps = {name: StepState(node) for name, node in self.graph.steps.items()}
+        self.events: queue.Queue[Attempt] = queue.Queue()
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        self.failed = False
+        self._stop_heartbeat = threading.Event()
+        self._sources = self._headless_sources()
+        self._check_params()
+        for state in self.steps.values():
+            opts = state.node.options
+            assert opts is not None
+            self.executor.check_resources(
+                opts.resources, f"step {state.name!r} (cell {state.node.cell.number})")
+        self._imports = sorted({m for n in self.graph.nodes for m in n.analysis.imports})
+        self._cache_base = {"format": 1}
+
+    # -- checks before anything is recorded ------------------------------------------------------
+    def _headless_sources(self) -> dict[int, str]:
+        return {
+            n.cell.number: nbmod.headless_source(n.cell, n.analysis.magic_lines)
+            for n in self.graph.nodes if not n.is_step
+        }
+
+    def _check_params(self) -> None:
+        if not self.overrides:
+            return
+        known = self.graph.parameters
+        if not known:
+            raise RunError(
+                f"--param {', '.join(self.overrides)}: this notebook has no parameters cell. Tag "
+                "the cell that sets the parameters with `parameters` (View > Cell Toolbar > Tags "
+                "in Jupyter), as with papermill."
+            )
+        unknown = [p for p in self.overrides if p not in known]
+        if unknown:
+            raise RunError(
+                f"unknown parameter {', '.join(map(repr, unknown))}; the parameters cell defines "
+                f"{', '.join(known)}"
+            )
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Execute the notebook; returns the run id. Step failures are recorded, not raised."""
+        meta = self.store.meta
+        meta.create_run(
+            id=self.run_id,
+            flow=self.notebook.flow_name,
+            kind="resume" if self.resumed_from else "headless",
+            notebook_path=str(self.notebook.path),
+            notebook_hash=self.notebook.content_hash,
+            params={k: _jsonable(v) for k, v in self.overrides.items()},
+            environment=environment.capture(self._imports, self.notebook.content_hash),
+            resumed_from=self.resumed_from,
+            cluster=self.executor.describe(),
+            store_url=self.store.url,
+            driver={"host": socket.gethostname(), "pid": os.getpid(),
+                    "overrides": {k: _jsonable(v) for k, v in self.overrides.items()}},
+        )
+        meta.record_steps(self.run_id, [
+            {"name": s.name, "cell": s.node.cell.number, "code": s.node.analysis.body,
+             "options": s.node.options.to_json() if s.node.options else {},
+             "inputs": list(s.node.inputs), "outputs": list(s.node.outputs),
+             "upstream": list(s.node.upstream_steps)}
+            for s in self.steps.values()
+        ])
+        self.on_event("run-started", {"run": self.run_id})
+        heartbeat = threading.Thread(target=self._heartbeat, name="nbflow-heartbeat", daemon=True)
+        heartbeat.start()
+        topic = f"nbflow-logs-{self.run_id}"
+        if self.on_log is not None:
+            self.executor.subscribe_logs(topic, self.on_log)
+        error: str | None = None
+        status = RunStatus.FAILED
+        try:
+            self._walk_cells(topic if self.on_log else None)
+            self._pump(lambda: all(s.done for s in self.steps.values()))
+            status = RunStatus.FAILED if self.failed else RunStatus.SUCCEEDED
+        except _CellFailed as exc:
+            error = str(exc)
+            self._abandon("the run stopped: " + str(exc).splitlines()[0])
+        except KeyboardInterrupt:
+            error = "interrupted by the user"
+            status = RunStatus.INTERRUPTED
+            self._abandon(error)
+            raise
+        except BaseException as exc:
+            error = "".join(traceback.format_exception(exc))
+            self._abandon(f"the driver failed: {exc}")
+            raise
+        finally:
+            self._stop_heartbeat.set()
+            self.executor.unsubscribe_logs()
+            meta.finish_run(self.run_id, status, error)
+            self.on_event("run-finished", {"run": self.run_id, "status": status.value,
+                                           "error": error})
+        return self.run_id
+
+    def _heartbeat(self) -> None:
+        interval = float(config.get("heartbeat.interval") or 5)
+        while not self._stop_heartbeat.wait(interval):
+            try:
+                self.store.meta.heartbeat(self.run_id)
+            except Exception:
+                pass
+
+    def _walk_cells(self, topic: str | None) -> None:
+        self._topic = topic
+        for node in self.graph.nodes:
+            if node.is_step:
+                self._capture_by_value(self.steps[node.name])
+                self._dispatch_ready()
+            else:
+                self._run_plain_cell(node)
+                if node.is_parameters:
+                    self.namespace.update(self.overrides)
+                    self.store.meta.update_run(self.run_id, params={
+                        k: _jsonable(self.namespace.get(k)) for k in self.graph.parameters})
+
+    # -- plain cells in the driver ---------------------------------------------------------------
+    def _run_plain_cell(self, node: Node) -> None:
+        needed = node.upstream_steps
+        self._pump(lambda: all(self.steps[s].done for s in needed))
+        for name, step in node.upstream.items():
+            state = self.steps[step]
+            if not state.ok:
+                raise _CellFailed(
+                    f"cell {node.cell.number} reads {name!r} from step {step!r}, which did not "
+                    f"succeed ({state.error or 'failed'})"
+                )
+            if name in state.outputs:
+                self.namespace[name] = self._load(state.outputs[name])
+        filename = f"<cell {node.cell.number}>"
+        source = self._sources[node.cell.number]
+        import linecache
+
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        self.on_event("cell-started", {"cell": node.cell.number})
+        try:
+            exec(compile(source, filename, "exec"), self.namespace)
+        except Exception as exc:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+                tb = tb.tb_next
+            raise _CellFailed(
+                f"plain cell {node.cell.number} raised {type(exc).__name__}: {exc}\n"
+                + "".join(traceback.format_exception(type(exc), exc, tb))
+            ) from exc
+
+    def _load(self, spec: InputSpec) -> Any:
+        kind, value = spec
+        if kind == "artifact":
+            return self.store.artifacts.get(value.hash)
+        return [self.store.artifacts.get(r.hash) for r in value]
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _capture_by_value(self, state: StepState) -> None:
+        """Snapshot the plain-cell values the step reads, as they are at the step's cell."""
+        specs: dict[str, InputSpec] = {}
+        hashes: dict[str, str] = {}
+        for name in state.node.by_value:
+            value = self.namespace.get(name, _MISSING)
+            if value is _MISSING:
+                self._fail_step(state, f"{name!r} was not defined when the driver reached cell "
+                                       f"{state.node.cell.number} (a plain cell above did not bind "
+                                       "it: a branch not taken?)")
+                return
+            if type(value).__name__ == "module" and hasattr(value, "__name__"):
+                specs[name] = ("module", value.__name__)
+                mod = value.__name__
+                hashes[name] = "module:" + mod + ":" + str(environment.package_versions([mod]))
+                continue
+            try:
+                blob = cloudpickle.dumps(value, protocol=5)
+            except Exception as exc:
+                self._fail_step(state, (
+                    f"step {state.name!r} (cell {state.node.cell.number}) reads {name!r}, a "
+                    f"{type(value).__name__} defined in a plain cell, which cannot be shipped to "
+                    f"a worker: {exc}. Fix: create {name!r} inside the step (or in an upstream "
+                    "step) instead of in a plain cell."
+                ))
+                return
+            specs[name] = ("value", blob)
+            hashes[name] = xxhash.xxh3_128(blob).hexdigest()
+        state.by_value = specs
+        state.by_value_hashes = hashes
+
+    def _fail_step(self, state: StepState, error: str) -> None:
+        state.done, state.ok, state.error = True, False, error
+        state.by_value = {}
+        self.failed = True
+        tid = self.store.meta.create_task(run_id=self.run_id, step=state.name,
+                                          status=TaskStatus.FAILED.value)
+        self.store.meta.finish_task(tid, TaskStatus.FAILED, error=error, error_type="nbflow")
+        self.on_event("task-finished", {"step": state.name, "status": "failed", "error": error})
+
+    def _dispatch_ready(self) -> None:
+        progressed = True
+        while progressed:
+            progressed = False
+            for state in self.steps.values():
+                if state.dispatched or state.done or state.by_value is None:
+                    continue
+                ups = [self.steps[u] for u in state.node.upstream_steps]
+                if not all(u.done for u in ups):
+                    continue
+                state.dispatched = True
+                progressed = True
+                bad = [u for u in ups if not u.ok]
+                if bad:
+                    self._cancel_step(state, f"upstream step {bad[0].name!r} did not succeed")
+                else:
+                    self._dispatch(state)
+
+    def _cancel_step(self, state: StepState, reason: str) -> None:
+        state.done, state.ok, state.error = True, False, reason
+        tid = self.store.meta.create_task(run_id=self.run_id, step=state.name,
+                                          status=TaskStatus.CANCELLED.value)
+        self.store.meta.finish_task(tid, TaskStatus.CANCELLED, error=reason)
+        self.on_event("task-finished", {"step": state.name, "status": "cancelled",
+                                        "error": reason})
+
+    def _inputs(self, state: StepState) -> dict[str, InputSpec] | str:
+        inputs: dict[str, InputSpec] = {}
+        for name, step in state.node.upstream.items():
+            up = self.steps[step]
+            if name not in up.outputs:
+                return (f"step {state.name!r} reads {name!r} from step {step!r}, which finished "
+                        f"without binding it")
+            inputs[name] = up.outputs[name]
+        assert state.by_value is not None
+        inputs.update(state.by_value)
+        return inputs
+
+    def _items(self, state: StepState, inputs: dict[str, InputSpec]) -> list[Any] | str:
+        opts = state.node.options
+        assert opts is not None and opts.foreach is not None
+        scope = dict(self.namespace)
+        reads = {n.id for n in ast.walk(ast.parse(opts.foreach.expr, mode="eval"))
+                 if isinstance(n, ast.Name)}
+        for name in reads & set(state.node.upstream):
+            scope[name] = self._load(inputs[name])
+        try:
+            return list(eval(opts.foreach.expr, scope))
+        except Exception as exc:
+            return (f"--foreach {opts.foreach.var} in {opts.foreach.expr}: evaluating "
+                    f"{opts.foreach.expr!r} raised {type(exc).__name__}: {exc}")
+
+    def _cache_key(self, state: StepState, inputs: dict[str, InputSpec], item: bytes | None) -> str:
+        node = state.node
+        hashes: dict[str, Any] = {}
+        for name, spec in inputs.items():
+            if spec[0] == "artifact":
+                hashes[name] = spec[1].hash
+            elif spec[0] == "gather":
+                hashes[name] = [r.hash for r in spec[1]]
+            else:
+                hashes[name] = state.by_value_hashes[name]
+        modules = list(node.analysis.imports) + [
+            s[1] for s in inputs.values() if s[0] == "module"]
+        return _hash_json({
+            **self._cache_base,
+            "step": state.name,
+            "code": normalize_code(node.analysis.body),
+            "options": {k: v for k, v in (node.options.to_json() if node.options else {}).items()
+                        if k in ("foreach", "catch")},
+            "inputs": hashes,
+            "item": None if item is None else xxhash.xxh3_128(item).hexdigest(),
+            "outputs": list(node.outputs),
+            "env": environment.fingerprint(modules),
+        })
+
+    def _dispatch(self, state: StepState) -> None:
+        opts = state.node.options
+        assert opts is not None
+        inputs = self._inputs(state)
+        if isinstance(inputs, str):
+            self._fail_step(state, inputs)
+            return
+        items: list[Any] | None = None
+        if opts.foreach is not None:
+            got = self._items(state, inputs)
+            if isinstance(got, str):
+                self._fail_step(state, f"cell {state.node.cell.number}: {got}")
+                return
+            items = got
+            inputs = {k: v for k, v in inputs.items() if k != opts.foreach.var}
+        state.inputs = inputs
+        payloads: list[tuple[int | None, Any, bytes | None]] = (
+            [(None, None, None)] if items is None
+            else [(i, v, cloudpickle.dumps(v, protocol=5)) for i, v in enumerate(items)]
+        )
+        force = self.force or opts.force or state.name in self.force_steps
+        self.on_event("step-started", {"step": state.name, "tasks": len(payloads)})
+        for index, value, blob in payloads:
+            key = self._cache_key(state, inputs, blob)
+            hit = None if force else self._cache_lookup(key)
+            common = {"run_id": self.run_id, "step": state.name, "idx": index,
+                      "item": None if index is None else repr(value)[:200], "cache_key": key,
+                      "resources": opts.resources.to_json(),
+                      "inputs": _describe_inputs(inputs)}
+            if hit is not None:
+                tid = self.store.meta.create_task(status=TaskStatus.CACHED.value, **common)
+                self.store.meta.finish_task(
+                    tid, TaskStatus.CACHED, outputs=hit["outputs"], cached_from=hit["id"],
+                    files=hit["files"], worker=hit["worker"], stdout_path=hit["stdout_path"],
+                    stderr_path=hit["stderr_path"], started_at=now())
+                task = TaskState(tid, index, blob, key, status=TaskStatus.CACHED,
+                                 outputs=dict(hit["outputs"]))
+                state.tasks.append(task)
+                self.on_event("task-finished", {"step": state.name, "index": index,
+                                                "status": "cached", "from": hit["run_id"]})
+                continue
+            tid = self.store.meta.create_task(status=TaskStatus.PENDING.value, **common)
+            task = TaskState(tid, index, blob, key)
+            state.tasks.append(task)
+            self._submit(state, task, inputs)
+        self._maybe_finish_step(state)
+
+    def _cache_lookup(self, key: str) -> dict[str, Any] | None:
+        for cand in self.store.meta.cache_candidates(key):
+            files = [DataFile.from_json(f) for f in cand.get("files") or []]
+            if not all(_file_unchanged(f) for f in files):
+                continue
+            if not all(self.store.artifacts.exists(r.hash) for r in cand["outputs"].values()):
+                continue
+            return cand
+        return None
+
+    def _submit(self, state: StepState, task: TaskState, inputs: dict[str, InputSpec]) -> None:
+        opts = state.node.options
+        assert opts is not None
+        task.attempt += 1
+        spec = TaskSpec(
+            run_id=self.run_id, task_id=task.task_id, attempt=task.attempt, step=state.name,
+            cell=state.node.cell.number, code=state.node.analysis.body,
+            body_line=state.node.analysis.body_line, cell_source=state.node.cell.source,
+            outputs=state.node.outputs, store_url=self.store.url, inputs=inputs,
+            foreach_var=opts.foreach.var if opts.foreach else None, item=task.item,
+            catch=opts.catch, fsync=bool(config.get("fsync", True)), log_topic=self._topic,
+            tail_lines=int(config.get("logs.tail-lines") or 50),
+        )
+        self.store.meta.start_attempt(task.task_id, task.attempt)
+        task.status = TaskStatus.RUNNING
+        deadline = time.monotonic() + opts.timeout if opts.timeout else None
+        task.handle = self.executor.submit(spec, opts.resources, self.events.put, deadline)
+        self.on_event("task-started", {"step": state.name, "index": task.index,
+                                       "attempt": task.attempt})
+
+    # -- completions -----------------------------------------------------------------------------
+    def _pump(self, until: Callable[[], bool]) -> None:
+        """Handle finished attempts and deadlines until ``until()`` holds."""
+        while not until():
+            running = [(s, t) for s in self.steps.values() for t in s.tasks
+                       if t.status == TaskStatus.RUNNING]
+            if not running:
+                self._dispatch_ready()
+                if until():
+                    return
+                if not any(t.status == TaskStatus.RUNNING for s in self.steps.values()
+                           for t in s.tasks):
+                    raise RunError("internal error: waiting with nothing running")
+                continue
+            deadlines = [t.handle.deadline for _, t in running
+                         if t.handle is not None and t.handle.deadline is not None]
+            wait = 1.0
+            if deadlines:
+                wait = max(0.0, min(min(deadlines) - time.monotonic(), wait))
+            try:
+                attempt = self.events.get(timeout=wait)
+            except queue.Empty:
+                self._check_deadlines(running)
+                continue
+            self._on_attempt_done(attempt)
+
+    def _find(self, attempt: Attempt) -> tuple[StepState, TaskState] | None:
+        state = self.steps[attempt.spec.step]
+        for task in state.tasks:
+            if task.handle is attempt:
+                return state, task
+        return None
+
+    def _check_deadlines(self, running: list[tuple[StepState, TaskState]]) -> None:
+        t = time.monotonic()
+        for state, task in running:
+            handle = task.handle
+            if handle is None or handle.deadline is None or handle.deadline > t:
+                continue
+            opts = state.node.options
+            assert opts is not None
+            task.handle = None
+            self.executor.stop(handle)
+            error = (f"step {state.name!r} ran longer than its --timeout of {opts.timeout:g} s; "
+                     "its worker was restarted to stop it")
+            self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.TIMED_OUT,
+                                           error=error)
+            self._after_failure(state, task, {"error": error, "error_type": "Timeout",
+                                              "exception": None}, TaskStatus.TIMED_OUT)
+
+    def _on_attempt_done(self, attempt: Attempt) -> None:
+        found = self._find(attempt)
+        if found is None:  # a stopped (timed out) attempt reporting late
+            return
+        state, task = found
+        result = self.executor.result(attempt)
+        worker = result.get("worker")
+        if result["status"] == "succeeded":
+            outputs = {n: ArtifactRef.from_json(r) for n, r in result["outputs"].items()}
+            self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.SUCCEEDED,
+                                           worker=worker)
+            self.store.meta.finish_task(
+                task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker,
+                files=result.get("files"), stdout_path=result.get("stdout_path"),
+                stderr_path=result.get("stderr_path"))
+            task.status, task.outputs, task.handle = TaskStatus.SUCCEEDED, outputs, None
+            self.on_event("task-finished", {"step": state.name, "index": task.index,
+                                            "status": "succeeded",
+                                            "duration": result["finished"] - result["started"]})
+            self._maybe_finish_step(state)
+            return
+        self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.FAILED,
+                                       worker=worker, error=result.get("error"))
+        self._after_failure(state, task, result, TaskStatus.FAILED)
+
+    def _after_failure(self, state: StepState, task: TaskState, result: dict[str, Any],
+                       status: TaskStatus) -> None:
+        opts = state.node.options
+        assert opts is not None
+        if task.attempt <= opts.retry:
+            self.on_event("task-retry", {"step": state.name, "index": task.index,
+                                         "attempt": task.attempt, "error": result.get("error")})
+            self._submit(state, task, state.inputs)
+            return
+        outputs: dict[str, ArtifactRef] = {}
+        exc_ref = result.get("exception")
+        if opts.catch:
+            if exc_ref is None:
+                exc_ref = self.store.artifacts.put(
+                    RuntimeError(result.get("error") or "task failed")).to_json()
+            ref = ArtifactRef.from_json(exc_ref)
+            outputs = {name: ref for name in state.node.outputs}
+        self.store.meta.finish_task(
+            task.task_id, status, outputs=outputs, worker=result.get("worker"),
+            error=result.get("error"), error_type=result.get("error_type"),
+            files=result.get("files"), stdout_path=result.get("stdout_path"),
+            stderr_path=result.get("stderr_path"))
+        task.status, task.outputs, task.handle = status, outputs, None
+        self.on_event("task-finished", {"step": state.name, "index": task.index,
+                                        "status": status.value, "error": result.get("error"),
+                                        "caught": opts.catch})
+        self._maybe_finish_step(state)
+
+    def _maybe_finish_step(self, state: StepState) -> None:
+        if state.done or not all(t.status.finished for t in state.tasks):
+            return
+        opts = state.node.options
+        assert opts is not None
+        state.done = True
+        uncaught = [t for t in state.tasks if not t.status.ok and not opts.catch]
+        state.ok = not uncaught
+        if uncaught:
+            state.error = f"{len(uncaught)} task(s) {uncaught[0].status.value}"
+            self.failed = True
+        for name in state.node.outputs:
+            refs = [t.outputs.get(name) for t in state.tasks]
+            if opts.foreach is not None:
+                if all(r is not None for r in refs):
+                    state.outputs[name] = ("gather", refs)
+            elif refs and refs[0] is not None:
+                state.outputs[name] = ("artifact", refs[0])
+        self.on_event("step-finished", {"step": state.name, "ok": state.ok})
+        self._dispatch_ready()
+
+    def _abandon(self, reason: str) -> None:
+        """Stop what is still running and mark what never ran as cancelled."""
+        for state in self.steps.values():
+            for task in state.tasks:
+                if task.status.finished:
+                    continue
+                if task.handle is not None:
+                    task.handle.future.cancel()
+                self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.CANCELLED,
+                                               error=reason)
+                self.store.meta.finish_task(task.task_id, TaskStatus.CANCELLED, error=reason)
+                task.status = TaskStatus.CANCELLED
+            if not state.done and not state.tasks:
+                self._cancel_step(state, reason)
+            state.done = True
+
+
+class _CellFailed(Exception):
+    """A plain cell raised, or reads a step that failed: the run cannot go on."""
+
+
+_MISSING = object()
+
+
+def _file_unchanged(f: DataFile) -> bool:
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return False
+    if st.st_size != f.size:
+        return False
+    if st.st_mtime_ns == f.mtime_ns:
+        return True
+    now_ = describe_file(f.path)
+    return now_ is not None and now_.hash == f.hash
+
+
+def _describe_inputs(inputs: dict[str, InputSpec]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (kind, value) in inputs.items():
+        if kind == "artifact":
+            out[name] = {"kind": kind, **value.to_json()}
+        elif kind == "gather":
+            out[name] = {"kind": kind, "items": [r.to_json() for r in value]}
+        elif kind == "value":
+            out[name] = {"kind": kind, "hash": xxhash.xxh3_128(value).hexdigest(),
+                         "size": len(value)}
+        else:
+            out[name] = {"kind": kind, "module": value}
+    return out
+
+
+# -- entry points ------------------------------------------------------------------------------
+def run_notebook(
+    path: str | os.PathLike[str],
+    *,
+    store: Store,
+    executor: Executor,
+    params: dict[str, Any] | None = None,
+    force: bool = False,
+    force_steps: Iterable[str] = (),
+    resumed_from: str | None = None,
+    on_log: LogHandler | None = None,
+    on_event: EventHandler | None = None,
+) -> str:
+    """Run the notebook at ``path`` as a new run; returns its id."""
+    nb = nbmod.load(path)
+    runner = Runner(nb, store, executor, params=params, force=force, force_steps=force_steps,
+                    resumed_from=resumed_from, on_log=on_log, on_event=on_event)
+    return runner.run()
+
+
+def resume_run(
+    run_id: str,
+    *,
+    store: Store,
+    executor: Executor,
+    from_steps: Iterable[str] = (),
+    on_log: LogHandler | None = None,
+    on_event: EventHandler | None = None,
+) -> str:
+    """Re-run what failed or never ran in ``run_id`` (and ``from_steps`` with their descendants)."""
+    original = store.meta.run(run_id)
+    if original is None:
+        raise RunError(f"no run {run_id!r} in {store.url}; `nbflow runs` lists them")
+    path = original.get("notebook_path")
+    if not path or not os.path.exists(path):
+        raise RunError(f"run {run_id} was made from {path!r}, which no longer exists")
+    nb = nbmod.load(path)
+    graph = build_graph(nb.cells)
+    unknown = [s for s in from_steps if s not in graph.steps]
+    if unknown:
+        raise RunError(f"--from {', '.join(unknown)}: no such step; the notebook has "
+                       f"{', '.join(graph.steps)}")
+    overrides = (original.get("driver") or {}).get("overrides") or {}
+    runner = Runner(nb, store, executor, params=overrides,
+                    force_steps=graph.descendants(from_steps), resumed_from=run_id,
+                    on_log=on_log, on_event=on_event, graph=graph)
+    return runner.run()
+
+
+__all__ = [
+    "AnalysisError",
+    "GraphError",
+    "RunError",
+    "Runner",
+    "parse_param",
+    "resume_run",
+    "run_notebook",
+]

@@ -1,0 +1,329 @@
+"""What runs on a Dask worker for one task attempt: load inputs, run the step's code, save outputs.
+
+``run_task(spec)`` is shipped to a worker by ``nbflow.execute``. It builds a fresh namespace holding
+the step's inputs (artifacts loaded from the store by the worker itself; by-value inputs unpickled;
+modules imported by name), runs the code compiled with the cell's own line numbers, captures stdout
+and stderr (per task, though a worker runs several tasks in threads), records the data files the
+code reads (an audit hook), writes the outputs to the store and returns a small ``dict`` of
+references: data never travels back through the driver.
+
+This module imports no Dask at import time; the worker handle is looked up lazily for log events.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import io
+import linecache
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, TextIO
+
+import cloudpickle
+import xxhash
+
+from nbflow.model import ArtifactRef, DataFile
+from nbflow.store.artifacts import ArtifactStore, SerializationError
+
+# How an input reaches the namespace: ("artifact", ref) | ("gather", [ref, ...]) |
+# ("value", pickled bytes) | ("module", module name)
+InputSpec = tuple[str, Any]
+
+
+@dataclass
+class TaskSpec:
+    """Everything a worker needs to run one attempt of one task."""
+
+    run_id: str
+    task_id: int
+    attempt: int
+    step: str
+    cell: int
+    code: str  # the step body (header lines removed)
+    body_line: int  # cell line where the body starts
+    cell_source: str  # the whole cell, for tracebacks
+    outputs: tuple[str, ...]
+    store_url: str
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    foreach_var: str | None = None
+    item: bytes | None = None  # cloudpickled foreach item
+    catch: bool = False
+    fsync: bool = True
+    log_topic: str | None = None
+    tail_lines: int = 50
+
+    @property
+    def filename(self) -> str:
+        return f"<cell {self.cell}: step {self.step}>"
+
+
+# -- per-task stdout/stderr ------------------------------------------------------------------------
+_current = threading.local()
+
+
+class _TaskLog:
+    """The output of one task on one stream; complete lines are forwarded as Dask events."""
+
+    def __init__(self, spec: TaskSpec, stream: str) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.buffer = io.StringIO()
+        self.partial = ""
+
+    def write(self, text: str) -> None:
+        self.buffer.write(text)
+        if self.spec.log_topic is None:
+            return
+        self.partial += text
+        if "\n" in self.partial:
+            *lines, self.partial = self.partial.split("\n")
+            _emit(self.spec, self.stream, lines)
+
+    def close(self) -> None:
+        if self.partial and self.spec.log_topic is not None:
+            _emit(self.spec, self.stream, [self.partial])
+        self.partial = ""
+
+
+def _emit(spec: TaskSpec, stream: str, lines: list[str]) -> None:
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(
+            spec.log_topic,
+            {"run": spec.run_id, "task": spec.task_id, "step": spec.step, "stream": stream,
+             "lines": lines},
+        )
+    except Exception:  # not on a worker (tests) or the worker is closing: the log file has it all
+        pass
+
+
+class _ThreadRouter(io.TextIOBase):
+    """Stands in for ``sys.stdout``/``sys.stderr``: writes go to the calling task's log, if any."""
+
+    def __init__(self, original: TextIO, stream: str) -> None:
+        self.original = original
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        log: _TaskLog | None = getattr(_current, self.stream, None)
+        if log is None:
+            return self.original.write(text)
+        log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(_current, self.stream, None) is None:
+            self.original.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+_install_lock = threading.Lock()
+
+
+@cache
+def _install_process_hooks() -> None:
+    """Once per worker process: route stdout/stderr per thread and watch file opens."""
+    with _install_lock:
+        if not isinstance(sys.stdout, _ThreadRouter):
+            sys.stdout = _ThreadRouter(sys.stdout, "stdout")
+        if not isinstance(sys.stderr, _ThreadRouter):
+            sys.stderr = _ThreadRouter(sys.stderr, "stderr")
+        sys.addaudithook(_audit)
+
+
+# -- data files read by a task ---------------------------------------------------------------------
+_IGNORED_PREFIXES = tuple(
+    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+) + ("/proc/", "/sys/", "/dev/")
+_IGNORED_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".json.gz")
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "open":
+        return
+    files: set[str] | None = getattr(_current, "files", None)
+    if files is None:
+        return
+    try:
+        path, mode = args[0], args[1]
+        if isinstance(mode, str) and any(c in mode for c in "wax+"):
+            return
+        if isinstance(path, int) or path is None:
+            return
+        files.add(os.fsdecode(os.fspath(path)))
+    except Exception:
+        pass
+
+
+def _hash_file(path: str) -> str:
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_file(path: str) -> DataFile | None:
+    """Size, mtime and content hash of a regular file; None if it is gone or not a file."""
+    try:
+        st = os.stat(path)
+        if not os.path.isfile(path):
+            return None
+        return DataFile(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, hash=_hash_file(path))
+    except OSError:
+        return None
+
+
+def _data_files(paths: set[str], store: ArtifactStore) -> list[DataFile]:
+    out = []
+    for raw in sorted(paths):
+        path = os.path.abspath(raw)
+        if path.startswith(_IGNORED_PREFIXES) or path.endswith(_IGNORED_SUFFIXES):
+            continue
+        if store.local and path.startswith(store.root + os.sep):
+            continue
+        info = describe_file(path)
+        if info is not None:
+            out.append(info)
+    return out
+
+
+# -- running a task --------------------------------------------------------------------------------
+@cache
+def _store(url: str, fsync: bool) -> ArtifactStore:
+    return ArtifactStore(url, fsync=fsync)
+
+
+def load_input(store: ArtifactStore, spec: InputSpec) -> Any:
+    kind, value = spec
+    if kind == "artifact":
+        return store.get(value.hash)
+    if kind == "gather":
+        return [store.get(ref.hash) for ref in value]
+    if kind == "value":
+        return cloudpickle.loads(value)
+    if kind == "module":
+        return importlib.import_module(value)
+    raise ValueError(f"unknown input kind {kind!r}")
+
+
+def _user_traceback(exc: BaseException, filename: str) -> str:
+    """The traceback from the step's own code down, without nbflow's frames above it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
+    return "".join(lines)
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def compile_step(spec: TaskSpec) -> Any:
+    import ast
+
+    tree = ast.parse(spec.code, filename=spec.filename)
+    ast.increment_lineno(tree, spec.body_line - 1)
+    lines = spec.cell_source.splitlines(keepends=True)
+    linecache.cache[spec.filename] = (len(spec.cell_source), None, lines, spec.filename)
+    return compile(tree, spec.filename, "exec")
+
+
+def run_task(spec: TaskSpec) -> dict[str, Any]:
+    """Run one attempt of one task; never raises for the step's own errors (they are reported)."""
+    _install_process_hooks()
+    started = time.time()
+    store = _store(spec.store_url, spec.fsync)
+    result: dict[str, Any] = {
+        "status": "failed", "outputs": {}, "missing": [], "error": None, "error_type": None,
+        "exception": None, "worker": _worker_address(), "files": [], "started": started,
+    }
+    logs = {"stdout": _TaskLog(spec, "stdout"), "stderr": _TaskLog(spec, "stderr")}
+    namespace: dict[str, Any] = {"__name__": "__nbflow_step__", "__builtins__": builtins}
+    stage = "loading inputs"
+    try:
+        for name, input_spec in spec.inputs.items():
+            namespace[name] = load_input(store, input_spec)
+        if spec.foreach_var is not None and spec.item is not None:
+            namespace[spec.foreach_var] = cloudpickle.loads(spec.item)
+        code = compile_step(spec)
+        stage = "running"
+        _current.stdout, _current.stderr = logs["stdout"], logs["stderr"]
+        _current.files = files = set()
+        try:
+            exec(code, namespace)
+        finally:
+            _current.stdout = _current.stderr = _current.files = None
+        stage = "saving outputs"
+        result["files"] = [f.to_json() for f in _data_files(files, store)]
+        for name in spec.outputs:
+            if name not in namespace:
+                result["missing"].append(name)
+                continue
+            try:
+                result["outputs"][name] = store.put(namespace[name]).to_json()
+            except SerializationError as exc:
+                raise OutputError(
+                    f"output {name!r} of step {spec.step!r} (cell {spec.cell}) cannot be saved: "
+                    f"{exc}. Fix: keep only picklable values in the step's top-level names (e.g. "
+                    f"`del {name}` at the end of the cell, or build it inside a function), or "
+                    "rebuild it where it is used."
+                ) from exc
+        result["status"] = "succeeded"
+    except BaseException as exc:  # the step's code may raise anything, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if stage == "running":
+            result["error"] = _user_traceback(exc, spec.filename)
+        elif isinstance(exc, OutputError):
+            result["error"] = str(exc)
+        else:
+            result["error"] = f"while {stage}: {''.join(traceback.format_exception(exc))}"
+        result["error_type"] = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix(
+            "builtins.")
+        if spec.catch:
+            result["exception"] = _save_exception(store, exc).to_json()
+    finally:
+        for log in logs.values():
+            log.close()
+        prefix = f"logs/{spec.run_id}/{spec.task_id}.{spec.attempt}"
+        for stream, log in logs.items():
+            text = log.buffer.getvalue()
+            result[f"{stream}_tail"] = "".join(text.splitlines(keepends=True)[-spec.tail_lines:])
+            try:
+                result[f"{stream}_path"] = store.write_text(f"{prefix}.{stream}", text)
+            except OSError:
+                result[f"{stream}_path"] = None
+        result["finished"] = time.time()
+    return result
+
+
+class OutputError(Exception):
+    """An output of the step cannot be stored."""
+
+
+def _save_exception(store: ArtifactStore, exc: BaseException) -> ArtifactRef:
+    try:
+        return store.put(exc.with_traceback(None))
+    except SerializationError:
+        return store.put(RuntimeError(f"{type(exc).__name__}: {exc}"))
