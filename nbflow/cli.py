@@ -16,7 +16,7 @@ from typing import Any
 
 import dask.utils
 
-from nbflow import __version__, config
+from nbflow import __version__
 from nbflow.analyze import AnalysisError
 
 EXIT_FAILED = 1

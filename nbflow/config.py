@@ -30,7 +30,7 @@ def get(key: str, default: Any = None) -> Any:
     return dask.config.get(f"nbflow.{key}", default=default)
 
 
-def set(**values: Any) -> Any:  # noqa: A001 - mirrors dask.config.set
+def set(**values: Any) -> Any:
     """Context manager / setter for ``nbflow.*`` keys: ``config.set(store="memory://x")``."""
     return dask.config.set({f"nbflow.{k.replace('_', '-')}": v for k, v in values.items()})
 

@@ -19,7 +19,7 @@ from nbflow.store.artifacts import FORMAT_VERSION
 
 @cache
 def _distributions() -> dict[str, list[str]]:
-    return md.packages_distributions()
+    return dict(md.packages_distributions())
 
 
 @cache

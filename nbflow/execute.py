@@ -17,6 +17,7 @@ stdout/stderr lines workers publish as Dask events.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import logging
 import threading
@@ -120,7 +121,7 @@ class WorkerInfo:
 class Attempt:
     """One submitted attempt of a task: its Dask future and its deadline, if any."""
 
-    def __init__(self, future: Future, spec: TaskSpec, deadline: float | None) -> None:
+    def __init__(self, future: Future[Any], spec: TaskSpec, deadline: float | None) -> None:
         self.future = future
         self.spec = spec
         self.deadline = deadline
@@ -129,15 +130,37 @@ class Attempt:
 class Executor:
     """Submits task attempts to one Dask client and reports back when they end."""
 
-    def __init__(self, client: Client, kind: str) -> None:
-        self.client = client
+    def __init__(self, client: Client | None = None, kind: str = "existing", *,
+                 address: str | None = None) -> None:
+        self._client = client
         self.kind = kind
+        self.address = address
         self._subscribed: set[str] = set()
+        self._on_connect: list[Callable[[Executor], None]] = []
 
     @classmethod
     def connect(cls, address: str | None = None) -> Executor:
-        client, kind = connect(address)
-        return cls(client, kind)
+        """An executor that connects to the configured cluster when first needed: a run whose
+        every step is a cache hit never starts a cluster."""
+        return cls(None, address=address)
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client, self.kind = connect(self.address)
+            for hook in self._on_connect:
+                hook(self)
+        return self._client
+
+    def on_connect(self, hook: Callable[[Executor], None]) -> None:
+        """Call ``hook`` once connected (now, if already)."""
+        self._on_connect.append(hook)
+        if self._client is not None:
+            hook(self)
 
     # -- description ---------------------------------------------------------------------------
     def workers(self) -> list[WorkerInfo]:
@@ -149,10 +172,12 @@ class Executor:
         ]
 
     def describe(self) -> dict[str, Any]:
+        if self._client is None:
+            return {"kind": "not started (every step so far came from the cache)"}
         workers = self.workers()
         return {
             "kind": self.kind,
-            "scheduler": self.client.scheduler.address,
+            "scheduler": getattr(self.client.scheduler, "address", None),
             "dashboard": self.client.dashboard_link,
             "workers": len(workers),
             "threads": sum(w.nthreads for w in workers),
@@ -234,24 +259,27 @@ class Executor:
         worker = self.processing_worker(attempt)
         attempt.future.cancel()
         if worker is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.client.restart_workers([worker], timeout=60)
-            except Exception:
-                pass
 
     def subscribe_logs(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Relay the lines workers publish on ``topic`` (subscribes once connected)."""
+
         def relay(event: tuple[float, dict[str, Any]]) -> None:
             handler(event[1])
 
-        self.client.subscribe_topic(topic, relay)
-        self._subscribed.add(topic)
+        def subscribe(executor: Executor) -> None:
+            executor.client.subscribe_topic(topic, relay)
+            executor._subscribed.add(topic)
+
+        self.on_connect(subscribe)
 
     def unsubscribe_logs(self) -> None:
+        if self._client is None:
+            return
         for topic in self._subscribed:
-            try:
+            with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(topic)
-            except Exception:
-                pass
         self._subscribed.clear()
 
 

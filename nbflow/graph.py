@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -206,7 +207,7 @@ def topological_order(steps: Iterable[Node]) -> list[str]:
         cycle: list[str] = exc.args[1]
         by_name = {s.name: s for s in steps}
         links = []
-        for a, b in zip(cycle, cycle[1:], strict=False):
+        for a, b in itertools.pairwise(cycle):
             names = [n for n, up in by_name[b].upstream.items() if up == a] if b in by_name else []
             links.append(f"{b} (cell {position.get(b, '?')}) reads {', '.join(names)} from {a}")
         first = by_name.get(cycle[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import os
 import queue
 import secrets
@@ -29,7 +30,7 @@ import xxhash
 from nbflow import config, environment
 from nbflow import notebook as nbmod
 from nbflow.analyze import AnalysisError, normalize_code
-from nbflow.execute import Attempt, Executor
+from nbflow.execute import Attempt, ClusterError, Executor
 from nbflow.graph import FlowGraph, GraphError, Node, build_graph
 from nbflow.model import ArtifactRef, DataFile, RunStatus, TaskStatus
 from nbflow.store import Store
@@ -141,11 +142,6 @@ class Runner:
         self._stop_heartbeat = threading.Event()
         self._sources = self._headless_sources()
         self._check_params()
-        for state in self.steps.values():
-            opts = state.node.options
-            assert opts is not None
-            self.executor.check_resources(
-                opts.resources, f"step {state.name!r} (cell {state.node.cell.number})")
         self._imports = sorted({m for n in self.graph.nodes for m in n.analysis.imports})
         self._cache_base = {"format": 1}
 
@@ -207,6 +203,7 @@ class Runner:
         error: str | None = None
         status = RunStatus.FAILED
         try:
+            self.executor.on_connect(self._connected)
             self._walk_cells(topic if self.on_log else None)
             self._pump(lambda: all(s.done for s in self.steps.values()))
             status = RunStatus.FAILED if self.failed else RunStatus.SUCCEEDED
@@ -217,6 +214,10 @@ class Runner:
             error = "interrupted by the user"
             status = RunStatus.INTERRUPTED
             self._abandon(error)
+            raise
+        except ClusterError as exc:
+            error = str(exc)
+            self._abandon(f"the cluster failed: {exc}")
             raise
         except BaseException as exc:
             error = "".join(traceback.format_exception(exc))
@@ -230,13 +231,20 @@ class Runner:
                                            "error": error})
         return self.run_id
 
+    def _connected(self, executor: Executor) -> None:
+        """First contact with the cluster: refuse requests no worker can serve, record it."""
+        for state in self.steps.values():
+            opts = state.node.options
+            assert opts is not None
+            executor.check_resources(
+                opts.resources, f"step {state.name!r} (cell {state.node.cell.number})")
+        self.store.meta.update_run(self.run_id, cluster=executor.describe())
+
     def _heartbeat(self) -> None:
         interval = float(config.get("heartbeat.interval") or 5)
         while not self._stop_heartbeat.wait(interval):
-            try:
+            with contextlib.suppress(Exception):
                 self.store.meta.heartbeat(self.run_id)
-            except Exception:
-                pass
 
     def _walk_cells(self, topic: str | None) -> None:
         self._topic = topic
@@ -671,7 +679,7 @@ def run_notebook(
     on_event: EventHandler | None = None,
 ) -> str:
     """Run the notebook at ``path`` as a new run; returns its id."""
-    nb = nbmod.load(path)
+    nb = nbmod.load(os.fspath(path))
     runner = Runner(nb, store, executor, params=params, force=force, force_steps=force_steps,
                     resumed_from=resumed_from, on_log=on_log, on_event=on_event)
     return runner.run()

@@ -97,7 +97,7 @@ def _emit(spec: TaskSpec, stream: str, lines: list[str]) -> None:
         from distributed import get_worker
 
         get_worker().log_event(
-            spec.log_topic,
+            spec.log_topic or "nbflow-logs",
             {"run": spec.run_id, "task": spec.task_id, "step": spec.step, "stream": stream,
              "lines": lines},
         )
@@ -146,9 +146,8 @@ def _install_process_hooks() -> None:
 
 
 # -- data files read by a task ---------------------------------------------------------------------
-_IGNORED_PREFIXES = tuple(
-    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-) + ("/proc/", "/sys/", "/dev/")
+_PYTHON_DIRS = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+_IGNORED_PREFIXES = (*_PYTHON_DIRS, "/proc/", "/sys/", "/dev/")
 _IGNORED_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".json.gz")
 
 
@@ -269,7 +268,8 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         code = compile_step(spec)
         stage = "running"
         _current.stdout, _current.stderr = logs["stdout"], logs["stderr"]
-        _current.files = files = set()
+        files: set[str] = set()
+        _current.files = files
         try:
             exec(code, namespace)
         finally:

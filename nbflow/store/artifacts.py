@@ -17,6 +17,7 @@ bytes that do not match.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -237,7 +238,5 @@ def _protocols(fs: Any) -> tuple[str, ...]:
 
 
 def _quietly(fn: Callable[[], Any]) -> None:
-    try:
+    with contextlib.suppress(Exception):
         fn()
-    except Exception:
-        pass

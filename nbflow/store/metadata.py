@@ -35,7 +35,7 @@ def _aware(value: Any) -> Any:
     return value
 
 
-def _row(mapping: Mapping[str, Any]) -> Row:
+def _row(mapping: Mapping[Any, Any]) -> Row:
     return {k: _aware(v) for k, v in mapping.items()}
 
 
