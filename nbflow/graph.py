@@ -109,6 +109,10 @@ class FlowGraph:
                 todo.extend(self.downstream(name))
         return out
 
+    def consumed(self, step: str) -> set[str]:
+        """The outputs of ``step`` that some cell reads from it."""
+        return {name for n in self.nodes for name, up in n.upstream.items() if up == step}
+
     def edges(self) -> list[tuple[str, str]]:
         return [(u, s.name) for s in self.steps.values() for u in s.upstream_steps]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import datetime as dt
 import os
 import queue
 import secrets
@@ -35,6 +36,7 @@ from nbflow.graph import FlowGraph, GraphError, Node, build_graph
 from nbflow.model import ArtifactRef, DataFile, RunStatus, TaskStatus
 from nbflow.store import Store
 from nbflow.store.metadata import now
+from nbflow.tokenize import value_token
 from nbflow.worker import InputSpec, TaskSpec, describe_file
 
 LogHandler = Callable[[dict[str, Any]], None]
@@ -314,6 +316,7 @@ class Runner:
                 continue
             try:
                 blob = cloudpickle.dumps(value, protocol=5)
+                token = value_token(value)
             except Exception as exc:
                 self._fail_step(state, (
                     f"step {state.name!r} (cell {state.node.cell.number}) reads {name!r}, a "
@@ -323,7 +326,7 @@ class Runner:
                 ))
                 return
             specs[name] = ("value", blob)
-            hashes[name] = xxhash.xxh3_128(blob).hexdigest()
+            hashes[name] = token
         state.by_value = specs
         state.by_value_hashes = hashes
 
@@ -478,6 +481,7 @@ class Runner:
             cell=state.node.cell.number, code=state.node.analysis.body,
             body_line=state.node.analysis.body_line, cell_source=state.node.cell.source,
             outputs=state.node.outputs, store_url=self.store.url, inputs=inputs,
+            required=tuple(sorted(self.graph.consumed(state.name))),
             foreach_var=opts.foreach.var if opts.foreach else None, item=task.item,
             catch=opts.catch, fsync=bool(config.get("fsync", True)), log_topic=self._topic,
             tail_lines=int(config.get("logs.tail-lines") or 50),
@@ -549,9 +553,9 @@ class Runner:
         if result["status"] == "succeeded":
             outputs = {n: ArtifactRef.from_json(r) for n, r in result["outputs"].items()}
             self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.SUCCEEDED,
-                                           worker=worker)
+                                           worker=worker, **_times(result))
             self.store.meta.finish_task(
-                task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker,
+                task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker, **_times(result),
                 files=result.get("files"), stdout_path=result.get("stdout_path"),
                 stderr_path=result.get("stderr_path"))
             task.status, task.outputs, task.handle = TaskStatus.SUCCEEDED, outputs, None
@@ -561,7 +565,7 @@ class Runner:
             self._maybe_finish_step(state)
             return
         self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.FAILED,
-                                       worker=worker, error=result.get("error"))
+                                       worker=worker, error=result.get("error"), **_times(result))
         self._after_failure(state, task, result, TaskStatus.FAILED)
 
     def _after_failure(self, state: StepState, task: TaskState, result: dict[str, Any],
@@ -582,7 +586,7 @@ class Runner:
             ref = ArtifactRef.from_json(exc_ref)
             outputs = {name: ref for name in state.node.outputs}
         self.store.meta.finish_task(
-            task.task_id, status, outputs=outputs, worker=result.get("worker"),
+            task.task_id, status, outputs=outputs, worker=result.get("worker"), **_times(result),
             error=result.get("error"), error_type=result.get("error_type"),
             files=result.get("files"), stdout_path=result.get("stdout_path"),
             stderr_path=result.get("stderr_path"))
@@ -648,6 +652,15 @@ def _file_unchanged(f: DataFile) -> bool:
         return True
     now_ = describe_file(f.path)
     return now_ is not None and now_.hash == f.hash
+
+
+def _times(result: dict[str, Any]) -> dict[str, Any]:
+    """The attempt's start and end as the worker saw them (they exclude time spent queued)."""
+    out = {}
+    for key, column in (("started", "started_at"), ("finished", "finished_at")):
+        if result.get(key) is not None:
+            out[column] = dt.datetime.fromtimestamp(result[key], dt.UTC)
+    return out
 
 
 def _describe_inputs(inputs: dict[str, InputSpec]) -> dict[str, Any]:

@@ -51,6 +51,9 @@ class TaskSpec:
     cell_source: str  # the whole cell, for tracebacks
     outputs: tuple[str, ...]
     store_url: str
+    # Outputs later cells read: one that cannot be saved fails the task. Any other output that
+    # cannot be pickled (say the file of a `with open(...) as f:`) is skipped with a warning.
+    required: tuple[str, ...] | None = None
     inputs: dict[str, InputSpec] = field(default_factory=dict)
     foreach_var: str | None = None
     item: bytes | None = None  # cloudpickled foreach item
@@ -254,7 +257,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     started = time.time()
     store = _store(spec.store_url, spec.fsync)
     result: dict[str, Any] = {
-        "status": "failed", "outputs": {}, "missing": [], "error": None, "error_type": None,
+        "status": "failed", "outputs": {}, "missing": [], "skipped": {}, "error": None, "error_type": None,
         "exception": None, "worker": _worker_address(), "files": [], "started": started,
     }
     logs = {"stdout": _TaskLog(spec, "stdout"), "stderr": _TaskLog(spec, "stderr")}
@@ -283,6 +286,11 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             try:
                 result["outputs"][name] = store.put(namespace[name]).to_json()
             except SerializationError as exc:
+                if spec.required is not None and name not in spec.required:
+                    result["skipped"][name] = str(exc)
+                    logs["stderr"].write(f"nbflow: output {name!r} was not saved ({exc}); no "
+                                         "later cell reads it.\n")
+                    continue
                 raise OutputError(
                     f"output {name!r} of step {spec.step!r} (cell {spec.cell}) cannot be saved: "
                     f"{exc}. Fix: keep only picklable values in the step's top-level names (e.g. "

@@ -207,12 +207,14 @@ class MetadataDB:
             )
 
     def finish_attempt(self, task_id: int, number: int, status: TaskStatus, *,
-                       worker: str | None = None, error: str | None = None) -> None:
+                       worker: str | None = None, error: str | None = None,
+                       **values: Any) -> None:
+        values.setdefault("finished_at", now())
         with self.engine.begin() as conn:
             conn.execute(
                 t.attempts.update()
                 .where(t.attempts.c.task_id == task_id, t.attempts.c.number == number)
-                .values(status=status.value, worker=worker, error=error, finished_at=now())
+                .values(status=status.value, worker=worker, error=error, **values)
             )
 
     def finish_task(

@@ -1,0 +1,52 @@
+"""Stable tokens of driver values, for cache keys: equal values give equal tokens in any process.
+
+A by-value input is shipped as its cloudpickle bytes, but those bytes are not stable for classes
+defined in a notebook: cloudpickle tags each such class with a random id. Here such classes (and
+instances of them, and functions that refer to them) are pickled with the class replaced by a token
+of its own contents: name, bases and attributes, with methods pickled the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Any
+
+import cloudpickle
+import xxhash
+
+_SKIPPED_ATTRS = {"__dict__", "__weakref__", "__module__"}
+
+
+def _by_value(cls: type) -> bool:
+    return cls.__module__ == "__main__" or cls.__module__ not in sys.modules
+
+
+class _TokenPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    def __init__(self, file: io.BytesIO, seen: set[int]) -> None:
+        super().__init__(file, protocol=5)
+        self.seen = seen
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) and _by_value(obj):
+            return str, (_class_token(obj, self.seen),)
+        return super().reducer_override(obj)
+
+
+def _class_token(cls: type, seen: set[int]) -> str:
+    if id(cls) in seen:  # a class that refers to itself (a method naming its own class)
+        return f"class:{cls.__qualname__}"
+    seen.add(id(cls))
+    parts = [cls.__qualname__]
+    parts += [value_token(b, seen) for b in cls.__bases__]
+    for name, value in sorted(vars(cls).items()):
+        if name not in _SKIPPED_ATTRS:
+            parts.append(f"{name}={value_token(value, seen)}")
+    return "class:" + xxhash.xxh3_128("\0".join(parts).encode()).hexdigest()
+
+
+def value_token(obj: Any, seen: set[int] | None = None) -> str:
+    """A hex token of ``obj``'s content. Raises what pickling raises for unpicklable values."""
+    buf = io.BytesIO()
+    _TokenPickler(buf, set() if seen is None else seen).dump(obj)
+    return xxhash.xxh3_128(buf.getvalue()).hexdigest()
