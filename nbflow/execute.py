@@ -288,7 +288,8 @@ def _format_resources(res: dict[str, float]) -> str:
     for k in ("memory", "cpus", "gpus"):
         if k in res:
             v = res[k]
-            parts.append(f"{k}={v / 1e9:.3g} GB ({dask.utils.format_bytes(int(v))})"
+            gb = f"{v / 1e9:.2f}".rstrip("0").rstrip(".")
+            parts.append(f"{k}={gb} GB ({dask.utils.format_bytes(int(v))})"
                          if k == "memory" else f"{k}={v:g}")
     return " ".join(parts)
 

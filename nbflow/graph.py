@@ -117,10 +117,28 @@ class FlowGraph:
         return [(u, s.name) for s in self.steps.values() for u in s.upstream_steps]
 
 
-def first_read_line(analysis: CellAnalysis, name: str) -> int:
+def step_line(cell: Cell) -> int:
+    """The line of the cell's ``%%step`` header (1 if it has none)."""
+    for number, line in enumerate(cell.source.splitlines(), start=1):
+        if line.lstrip().startswith("%%step"):
+            return number
+    return 1
+
+
+def first_read_line(analysis: CellAnalysis, name: str, cell: Cell | None = None) -> int:
     """The cell line where ``name`` is first read (for error messages); the body start if unknown."""
+    opts = analysis.options
+    if cell is not None and opts is not None and opts.foreach is not None:
+        expr = ast.parse(opts.foreach.expr, mode="eval")
+        if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(expr)):
+            return step_line(cell)
+    body = analysis.body.splitlines()
+    for number, _text in analysis.magic_lines:  # blank IPython-only lines so the body parses
+        index = number - analysis.body_line
+        if 0 <= index < len(body):
+            body[index] = ""
     try:
-        tree = ast.parse(analysis.body)
+        tree = ast.parse("\n".join(body))
     except SyntaxError:
         return analysis.body_line
     lines = [n.lineno for n in ast.walk(tree)
@@ -141,7 +159,7 @@ def build_graph(cells: Sequence[Cell]) -> FlowGraph:
             raise GraphError(
                 f"step name {a.options.name!r} is used twice, by cell {first.number} and cell "
                 f"{c.number}",
-                cell=c.number, line=a.body_line - 1 if a.body_line > 1 else 1,
+                cell=c.number, line=step_line(c),
                 hint="give each %%step a unique name",
             )
         seen[a.options.name] = c
@@ -163,7 +181,7 @@ def build_graph(cells: Sequence[Cell]) -> FlowGraph:
                 upstream[name] = later[1].options.name
                 continue
             binder = _latest_binder(analysed[i + 1 :], name, latest=False)
-            line = first_read_line(a, name)
+            line = first_read_line(a, name, c)
             if binder is not None:
                 raise GraphError(
                     f"{name!r} is read here but first bound by a later plain cell "
@@ -199,7 +217,7 @@ def _latest_binder(
 
 
 def topological_order(steps: Iterable[Node]) -> list[str]:
-    """Step names, upstream first; among steps ready together, notebook order wins."""
+    """Step names, upstream first, in notebook order wherever the dependencies allow."""
     steps = list(steps)
     position = {s.name: s.cell.number for s in steps}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
@@ -221,11 +239,16 @@ def topological_order(steps: Iterable[Node]) -> list[str]:
             hint="a step can only read what earlier cells define; move one definition above the "
             "other or rename one of the names",
         ) from None
+    # Always take the earliest ready step in notebook order, so the order is the notebook's own
+    # wherever the dependencies allow it.
     order: list[str] = []
+    ready: list[str] = []
     while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=lambda n: position[n])
-        order.extend(ready)
-        sorter.done(*ready)
+        ready.extend(sorter.get_ready())
+        ready.sort(key=lambda n: position[n])
+        name = ready.pop(0)
+        order.append(name)
+        sorter.done(name)
     return order
 
 

@@ -10,6 +10,7 @@ Rows come back as plain dicts with timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,6 +38,14 @@ def _aware(value: Any) -> Any:
 
 def _row(mapping: Mapping[Any, Any]) -> Row:
     return {k: _aware(v) for k, v in mapping.items()}
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
 
 
 class MetadataError(Exception):
@@ -69,11 +78,12 @@ class MetadataDB:
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self._migrate()
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            shown = _shown_url(url)
             raise MetadataError(
-                f"cannot open the metadata database {self.engine.url!r}: {exc.__class__.__name__}: "
-                f"{exc}. Check the --db URL (or nbflow.db in Dask's config) and that the database "
-                "is reachable and writable."
+                f"cannot open the metadata database {shown}: {exc.__class__.__name__}: "
+                f"{exc}. Check the --db URL (or nbflow.db in Dask's config), that its driver is "
+                "installed, and that the database is reachable and writable."
             ) from exc
 
     def _migrate(self) -> None:
@@ -88,8 +98,18 @@ class MetadataDB:
                 f"the metadata database {self.url} has schema {current}, newer than this nbflow "
                 f"knows ({head}). Upgrade nbflow."
             )
-        with self.engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "head")
+        try:
+            with self.engine.begin() as conn:
+                command.upgrade(_alembic_config(conn), "head")
+        except sa.exc.DBAPIError:
+            # Another process opening the same new database may have migrated it first: that
+            # is fine if the schema is now current, and a real error otherwise.
+            for _ in range(50):
+                with self.engine.connect() as conn:
+                    if MigrationContext.configure(conn).get_current_revision() == head:
+                        return
+                time.sleep(0.1)
+            raise
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,549 @@
+"""nbflow benchmarks: per-step overhead, a 100-item foreach, and saving/loading a 1 GiB array.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--output benchmarks/results.md]
+
+Everything runs in this one process (plus short-lived subprocesses for the memory measurement).
+Each benchmark alternates repetitions between nbflow and its contender (the order flips every
+repetition) so that drift on the machine hits both alike; the table shows medians. See
+``benchmarks/README.md`` for what is measured and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import psutil
+from distributed import Client, Future, LocalCluster
+
+import nbflow
+from nbflow.execute import Executor
+from nbflow.model import ArtifactRef
+from nbflow.runner import run_notebook
+from nbflow.store import Store, open_store
+from nbflow.store.artifacts import ArtifactStore
+
+CHAIN_STEPS = 10
+FOREACH_ITEMS = 100
+ARRAY_ELEMENTS = 2**27  # float64: 1 GiB
+N_WORKERS = 2
+
+Samples = dict[str, list[float]]
+Contender = Callable[[], dict[str, float]]
+
+SETTLE = 0.1  # seconds of quiet before each timed call, so one call's cleanup does not bleed into the next
+
+# Run in a fresh interpreter per measurement; argv: mode ("nbflow" | "numpy"), folder, number of
+# float64 elements; prints one JSON line. The peak is VmHWM (the high-water mark of the process's
+# resident set): on Linux ru_maxrss carries the *parent's* high-water mark over fork+exec, so in a
+# child of this (large) process it would hide the save's peak entirely; VmHWM starts fresh at exec.
+SAVE_RSS_SNIPPET = """
+import json, os, sys
+import numpy as np
+from nbflow.store.artifacts import ArtifactStore
+
+def maxrss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+mode, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+baseline = maxrss()
+arr = np.random.default_rng(0).random(n)
+before = maxrss()
+if mode == "nbflow":
+    ArtifactStore(folder).put(arr)
+else:
+    with open(os.path.join(folder, "array.npy"), "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())
+after = maxrss()
+print(json.dumps({"baseline": baseline, "before": before, "after": after, "nbytes": arr.nbytes}))
+"""
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def settle() -> None:
+    """Collect garbage and let background traffic (released futures, heartbeats) die down."""
+    gc.collect()
+    time.sleep(SETTLE)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of ``fn()``, after ``settle()`` outside the timed region."""
+    settle()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(reps: int, contenders: dict[str, Contender]) -> Samples:
+    """Run every contender once per repetition, flipping the order each repetition."""
+    samples: Samples = {}
+    names = list(contenders)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            for measure, value in contenders[name]().items():
+                samples.setdefault(measure, []).append(value)
+    return samples
+
+
+def check(got: object, expected: object) -> None:
+    """Refuse to report a timing whose computation went wrong (not an assert: ``-O`` drops those)."""
+    if got != expected:
+        raise RuntimeError(f"benchmark computed {got!r}, expected {expected!r}")
+
+
+def median(samples: Samples, key: str) -> float:
+    return statistics.median(samples[key])
+
+
+def write_notebook(path: Path, sources: Sequence[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nbformat.write(nb, str(path))
+    return path
+
+
+# Module-level so that Dask ships them once per worker like any function (nbflow ships run_task).
+def increment(x: int) -> int:
+    return x + 1
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+# -- the cluster -----------------------------------------------------------------------------------
+def start_cluster() -> tuple[LocalCluster, Client]:
+    memory = psutil.virtual_memory().total // N_WORKERS
+    cluster = LocalCluster(
+        n_workers=N_WORKERS,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory,
+        resources={"memory": memory, "cpus": 1},
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    return cluster, Client(cluster, set_as_default=False)
+
+
+def make_store(folder: Path) -> Store:
+    return open_store(str(folder / "store"), f"sqlite:///{folder / 'nbflow.db'}")
+
+
+class EventClock:
+    """Timestamps of a run's ``on_event`` events, for a breakdown of where a run spends its time."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((time.perf_counter(), kind, data))
+
+    def times(self, kind: str, step: str | None = None) -> list[float]:
+        return [t for t, k, d in self.events if k == kind and (step is None or d.get("step") == step)]
+
+    def dispatch_seconds(self) -> float:
+        """Driver time from each step's ``step-started`` to its last ``task-started``, summed."""
+        return sum(max(self.times("task-started", step)) - start
+                   for step, start in self._step_starts().items() if self.times("task-started", step))
+
+    def task_latency(self) -> float:
+        """Median ``task-started`` -> ``task-finished`` of one task, as the driver sees it."""
+        started = {(d["step"], d.get("index")): t for t, k, d in self.events if k == "task-started"}
+        return statistics.median(t - started[(d["step"], d.get("index"))]
+                                 for t, k, d in self.events if k == "task-finished")
+
+    def worker_seconds(self) -> float:
+        """Median of the tasks' own durations, as measured by ``run_task`` on the workers."""
+        return statistics.median(d.get("duration") or 0.0
+                                 for _, k, d in self.events if k == "task-finished")
+
+    def _step_starts(self) -> dict[str, float]:
+        return {d["step"]: t for t, k, d in self.events if k == "step-started"}
+
+    def breakdown(self, start: float, end: float) -> dict[str, float]:
+        first_task, last_done = min(self.times("task-started")), max(self.times("task-finished"))
+        run_started = self.times("run-started")[0]
+        return {
+            "whole run": end - start,
+            "call -> run-started (load, analyze, record the run)": run_started - start,
+            "run-started -> first task-started": first_task - run_started,
+            "first task-started -> last task-finished": last_done - first_task,
+            "last task-finished -> return": end - last_done,
+            "driver dispatching (step-started -> its last task-started, summed)":
+                self.dispatch_seconds(),
+            "one task, task-started -> task-finished (median)": self.task_latency(),
+            "one task, its own duration measured on the worker (median)": self.worker_seconds(),
+        }
+
+
+@dataclass
+class NbflowRun:
+    """Runs one notebook with ``force=True`` and records its wall time and event breakdown."""
+
+    path: Path
+    store: Store
+    executor: Executor
+    measure: str
+    per: int = 1  # divide the wall time by this (steps in the chain)
+    breakdown: Samples = field(default_factory=dict)
+
+    def __call__(self) -> dict[str, float]:
+        clock = EventClock()
+        settle()
+        start = time.perf_counter()
+        run_id = run_notebook(self.path, store=self.store, executor=self.executor, force=True,
+                              on_event=clock)
+        end = time.perf_counter()
+        status = (self.store.meta.run(run_id) or {}).get("status")
+        if str(getattr(status, "value", status)) != "succeeded":
+            raise RuntimeError(f"benchmark run {run_id} did not succeed: {status}")
+        for name, seconds in clock.breakdown(start, end).items():
+            self.breakdown.setdefault(name, []).append(seconds)
+        return {self.measure: (end - start) / self.per}
+
+
+# -- benchmark 1: per-step overhead ----------------------------------------------------------------
+def chain_notebook(folder: Path) -> Path:
+    cells = ["v0 = 0"] + [f"%%step s{i}\nv{i} = v{i - 1} + 1" for i in range(1, CHAIN_STEPS + 1)]
+    return write_notebook(folder / "chain.ipynb", cells)
+
+
+def raw_chain(client: Client) -> dict[str, float]:
+    def go() -> None:
+        prev: Future[int] | int = 0
+        for _ in range(CHAIN_STEPS):
+            prev = client.submit(increment, prev, pure=False)
+        check(prev.result() if isinstance(prev, Future) else prev, CHAIN_STEPS)
+
+    return {"dask chain": timed(go) / CHAIN_STEPS}
+
+
+def raw_round_trip(client: Client) -> dict[str, float]:
+    return {"dask round trip": timed(lambda: client.submit(increment, 1, pure=False).result())}
+
+
+def bench_chain(client: Client, executor: Executor, folder: Path, reps: int) -> tuple[Samples, Samples]:
+    nbflow_run = NbflowRun(chain_notebook(folder), make_store(folder), executor, "nbflow chain",
+                           per=CHAIN_STEPS)
+    contenders: dict[str, Contender] = {
+        "nbflow": nbflow_run,
+        "dask chain": lambda: raw_chain(client),
+        "dask round trip": lambda: raw_round_trip(client),
+    }
+    alternate(1, contenders)  # warm-up: imports on the workers, database schema, caches
+    nbflow_run.breakdown.clear()
+    return alternate(reps, contenders), nbflow_run.breakdown
+
+
+# -- benchmark 2: 100-item foreach -----------------------------------------------------------------
+def foreach_notebook(folder: Path) -> Path:
+    cells = [
+        f"%%step items\nxs = list(range({FOREACH_ITEMS}))",
+        "%%step sq --foreach x in xs\ny = x * x",
+        "%%step total\ns = sum(y)",
+    ]
+    return write_notebook(folder / "foreach.ipynb", cells)
+
+
+def raw_map_sum(client: Client) -> dict[str, float]:
+    expected = sum(x * x for x in range(FOREACH_ITEMS))
+
+    def go() -> None:
+        futures = client.map(square, range(FOREACH_ITEMS), pure=False)
+        check(client.submit(sum, futures, pure=False).result(), expected)
+
+    return {"dask map+sum": timed(go)}
+
+
+def bench_foreach(client: Client, executor: Executor, folder: Path,
+                  reps: int) -> tuple[Samples, Samples]:
+    nbflow_run = NbflowRun(foreach_notebook(folder), make_store(folder), executor, "nbflow foreach")
+    contenders: dict[str, Contender] = {"nbflow": nbflow_run, "dask": lambda: raw_map_sum(client)}
+    alternate(1, contenders)  # warm-up
+    nbflow_run.breakdown.clear()
+    return alternate(reps, contenders), nbflow_run.breakdown
+
+
+# -- benchmark 3: a 1 GiB artifact -----------------------------------------------------------------
+def fsynced_np_save(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def clear(folder: Path) -> None:
+    gc.collect()  # unmap what was loaded from the folder before deleting it
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+
+def load_and_read(load: Callable[[], Any]) -> tuple[float, float]:
+    """Seconds to load the array, then seconds for one full read pass (``sum``) over it."""
+    held: list[Any] = []
+    load_s = timed(lambda: held.append(load()))
+    read_s = timed(lambda: held[0].sum())
+    held.clear()
+    return load_s, read_s
+
+
+def nbflow_artifact(arr: np.ndarray, folder: Path) -> dict[str, float]:
+    clear(folder)
+    store = ArtifactStore(str(folder))  # fsync on, as in a run
+    refs: list[ArtifactRef] = []
+    save = timed(lambda: refs.append(store.put(arr)))
+    load, read = load_and_read(lambda: store.get(refs[0].hash))
+    clear(folder)
+    return {"nbflow save": save, "nbflow load": load, "nbflow read pass": read,
+            "nbflow load+read": load + read}
+
+
+def numpy_artifact(arr: np.ndarray, folder: Path) -> dict[str, float]:
+    clear(folder)
+    path = folder / "array.npy"
+    save = timed(lambda: fsynced_np_save(path, arr))
+    load, read = load_and_read(lambda: np.load(path))
+    clear(folder)
+    return {"numpy save": save, "numpy load": load, "numpy read pass": read,
+            "numpy load+read": load + read}
+
+
+def save_peak_rss(mode: str, folder: Path) -> dict[str, float]:
+    """Peak RSS of saving the array in a fresh interpreter, as multiples of the array's size."""
+    clear(folder)
+    proc = subprocess.run(
+        [sys.executable, "-c", SAVE_RSS_SNIPPET, mode, str(folder), str(ARRAY_ELEMENTS)],
+        capture_output=True, text=True, check=True,
+    )
+    clear(folder)
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        # what the process held at its peak during the save, beyond the bare interpreter
+        f"{mode} save peak RSS": (m["after"] - m["baseline"]) / m["nbytes"],
+        # how much the save raised the high-water mark above "interpreter + array"
+        f"{mode} save RSS increase": (m["after"] - m["before"]) / m["nbytes"],
+    }
+
+
+def bench_artifact_timing(folder: Path, reps: int) -> Samples:
+    arr = np.random.default_rng(0).random(ARRAY_ELEMENTS)
+    contenders: dict[str, Contender] = {
+        "nbflow": lambda: nbflow_artifact(arr, folder / "nbflow"),
+        "numpy": lambda: numpy_artifact(arr, folder / "numpy"),
+    }
+    # Warm-up: on a VM the first touch of fresh memory (page cache for the first write, the first
+    # 1 GiB np.load buffer) costs seconds that belong to the machine, not to either contender.
+    alternate(1, contenders)
+    return alternate(reps, contenders)
+
+
+def bench_artifact(folder: Path, reps: int) -> Samples:
+    timing = bench_artifact_timing(folder, reps)
+    memory = alternate(reps, {
+        "nbflow": lambda: save_peak_rss("nbflow", folder / "rss-nbflow"),
+        "numpy": lambda: save_peak_rss("numpy", folder / "rss-numpy"),
+    })
+    return {**timing, **memory}
+
+
+# -- the report ------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    benchmark: str
+    nbflow: float
+    contender_name: str
+    contender: float
+    unit: str  # "ms", "s" or "x" (multiples of the array size)
+    target: str = "-"
+    met: bool | None = None
+
+    def fmt(self, value: float) -> str:
+        if self.unit == "x":
+            return f"{value:.2f}x array"
+        return f"{value:.2f} {self.unit}" if self.unit == "s" else f"{value:.1f} {self.unit}"
+
+    def markdown(self) -> str:
+        verdict = "-" if self.met is None else ("met" if self.met else "**missed**")
+        ratio = self.nbflow / self.contender if self.contender else float("nan")
+        return (f"| {self.benchmark} | {self.fmt(self.nbflow)} | {self.contender_name} | "
+                f"{self.fmt(self.contender)} | {ratio:.2f}x | {self.target} | {verdict} |")
+
+
+def build_rows(s: Samples) -> list[Row]:
+    ms = 1000.0
+    step = median(s, "nbflow chain") * ms
+    trip = median(s, "dask round trip") * ms
+    save, np_save = median(s, "nbflow save"), median(s, "numpy save")
+    peak = median(s, "nbflow save peak RSS")
+    rows = [
+        Row("10-step chain: time per step", step, "raw Dask chain, per submit",
+            median(s, "dask chain") * ms, "ms", "<= 20 ms per step", step <= 20),
+        Row("10-step chain: time per step vs one round trip", step,
+            "raw Dask `submit(f, 1).result()`", trip, "ms", "<= 2x raw round trip", step <= 2 * trip),
+        Row("100-item foreach: whole run", median(s, "nbflow foreach"),
+            "raw Dask `map` + `submit(sum)`", median(s, "dask map+sum"), "s"),
+        Row("1 GiB array: save (fsync)", save, "`np.save` + fsync", np_save, "s",
+            "<= 2x np.save+fsync", save <= 2 * np_save),
+        Row("1 GiB array: load", median(s, "nbflow load"), "`np.load`", median(s, "numpy load"), "s"),
+        Row("1 GiB array: load + full read (`sum`)", median(s, "nbflow load+read"),
+            "`np.load` + `sum`", median(s, "numpy load+read"), "s"),
+        Row("1 GiB array: peak RSS during save", peak, "`np.save` + fsync",
+            median(s, "numpy save peak RSS"), "x", "<= 1.3x array", peak <= 1.3),
+    ]
+    return rows
+
+
+def results_table(rows: list[Row]) -> str:
+    head = ("| Benchmark | nbflow | Contender | Contender value | nbflow / contender | Target | "
+            "Result |\n|---|---:|---|---:|---:|---|---|")
+    return "\n".join([head, *(r.markdown() for r in rows)])
+
+
+def samples_table(samples: Samples, title: str) -> str:
+    lines = [f"| {title} | median | all repetitions, in order |", "|---|---:|---|"]
+    for name, values in samples.items():
+        lines.append(f"| {name} | {statistics.median(values):.4f} | "
+                     f"{', '.join(f'{v:.4f}' for v in values)} |")
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(scratch: Path) -> str:
+    gib = 1024**3
+    items = {
+        "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "CPU": cpu_model(),
+        "Cores": f"{os.cpu_count()} logical ({psutil.cpu_count(logical=False)} physical)",
+        "RAM": f"{psutil.virtual_memory().total / gib:.1f} GiB",
+        "Disk free (benchmark scratch filesystem)": f"{shutil.disk_usage(scratch).free / gib:.0f} GiB",
+        "Load average (1/5/15 min, at the end)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+        "nbflow": nbflow.__version__,
+        "dask / distributed": f"{version('dask')} / {version('distributed')}",
+        "numpy": np.__version__,
+    }
+    return "\n".join(f"- {k}: {v}" for k, v in items.items())
+
+
+def breakdown_section(breakdowns: dict[str, Samples]) -> str:
+    parts = []
+    for title, samples in breakdowns.items():
+        ms = {k: [v * 1000 for v in vals] for k, vals in samples.items()}
+        parts.append(f"### {title}\n\n{samples_table(ms, 'interval (ms)')}")
+    return "\n\n".join(parts)
+
+
+def report(rows: list[Row], samples: Samples, breakdowns: dict[str, Samples], reps: dict[str, int],
+           machine_text: str, quick: bool) -> str:
+    cmd = "python benchmarks/run.py" + (" --quick" if quick else "")
+    return f"""# nbflow benchmark results
+
+Produced by `{cmd}`; see `benchmarks/README.md` for what each line measures.
+
+- Medians of alternating repetitions (the contenders' order flips every repetition).
+- Repetitions: chain {reps['chain']}, foreach {reps['foreach']}, 1 GiB array {reps['artifact']};
+  each after one untimed warm-up repetition of every contender.
+- Every timed call is preceded by a garbage collection and {SETTLE:g} s of quiet.
+- Cluster (benchmarks 1 and 2): one `LocalCluster`, {N_WORKERS} worker processes x 1 thread,
+  shared by nbflow and raw Dask.
+- Ratios are nbflow / contender: below 1 means nbflow is faster (or smaller).
+
+{results_table(rows)}
+
+## Where an nbflow run spends its time
+
+Intervals between the events nbflow reports through `run_notebook(on_event=...)`, for the timed
+nbflow repetitions above (whole-run times, not divided by the number of steps).
+
+{breakdown_section(breakdowns)}
+
+## All repetitions (seconds; peak RSS rows are multiples of the array size)
+
+{samples_table(samples, "measure")}
+
+## Machine
+
+{machine_text}
+"""
+
+
+# -- main ------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
+    p.add_argument("--output", type=Path, default=Path(__file__).with_name("results.md"),
+                   help="markdown file to write (default: benchmarks/results.md)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    reps = {"chain": 3, "foreach": 3, "artifact": 1} if args.quick else {
+        "chain": 7, "foreach": 5, "artifact": 3}
+    samples: Samples = {}
+    with tempfile.TemporaryDirectory(prefix="nbflow-bench-") as tmp:
+        scratch = Path(tmp)
+        cluster, client = start_cluster()
+        try:
+            executor = Executor(client, "existing")
+            print("benchmark 1: 10-step chain", file=sys.stderr, flush=True)
+            chain, chain_parts = bench_chain(client, executor, scratch / "chain", reps["chain"])
+            print("benchmark 2: 100-item foreach", file=sys.stderr, flush=True)
+            foreach, foreach_parts = bench_foreach(client, executor, scratch / "foreach",
+                                                   reps["foreach"])
+        finally:
+            client.close()
+            cluster.close()
+        print("benchmark 3: 1 GiB artifact", file=sys.stderr, flush=True)
+        artifact = bench_artifact(scratch / "artifact", reps["artifact"])
+        samples = {**chain, **foreach, **artifact}
+        machine_text = machine(scratch)
+    rows = build_rows(samples)
+    print(results_table(rows))
+    breakdowns = {"10-step chain": chain_parts, "100-item foreach": foreach_parts}
+    args.output.write_text(report(rows, samples, breakdowns, reps, machine_text, args.quick))
+    print(f"\nwritten to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
