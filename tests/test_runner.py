@@ -159,9 +159,11 @@ def test_independent_branches_run_at_the_same_time(notebook, store, executor) ->
     left, right = r["left"].task, r["right"].task
     overlap = (min(left.finished_at, right.finished_at)
                - max(left.started_at, right.started_at)).total_seconds()
-    # Run one after the other, the two 2 s sleeps would not overlap at all.
+    # Run one after the other, the two 2 s sleeps would not overlap at all; overlapping by more
+    # than 1 s, the whole run takes clearly less than the 4 s they add up to.
     assert overlap > 1.0
     assert left.worker != right.worker
+    assert (r.finished_at - r.started_at).total_seconds() < 4.0
 
 
 def test_retry_records_every_attempt(tmp_path, notebook, store, executor) -> None:
