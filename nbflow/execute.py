@@ -262,8 +262,8 @@ class Executor:
             with contextlib.suppress(Exception):
                 self.client.restart_workers([worker], timeout=60)
 
-    def subscribe_logs(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
-        """Relay the lines workers publish on ``topic`` (subscribes once connected)."""
+    def subscribe(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``handler`` with each message workers publish on ``topic`` (once connected)."""
 
         def relay(event: tuple[float, dict[str, Any]]) -> None:
             handler(event[1])
@@ -274,7 +274,7 @@ class Executor:
 
         self.on_connect(subscribe)
 
-    def unsubscribe_logs(self) -> None:
+    def unsubscribe(self) -> None:
         if self._client is None:
             return
         for topic in self._subscribed:

@@ -35,7 +35,6 @@ from nbflow.execute import Attempt, ClusterError, Executor
 from nbflow.graph import FlowGraph, GraphError, Node, build_graph
 from nbflow.model import ArtifactRef, DataFile, RunStatus, TaskStatus
 from nbflow.store import Store
-from nbflow.store.metadata import now
 from nbflow.tokenize import value_token
 from nbflow.worker import InputSpec, TaskSpec, describe_file
 
@@ -138,7 +137,9 @@ class Runner:
         self.graph = graph if graph is not None else build_graph(notebook.cells)
         self.run_id = new_run_id()
         self.steps = {name: StepState(node) for name, node in self.graph.steps.items()}
-        self.events: queue.Queue[Attempt] = queue.Queue()
+        # ("result", dict) published by a worker as its task ends, or ("done", Attempt) from the
+        # future's callback; the driver thread handles both, in order.
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.failed = False
         self._stop_heartbeat = threading.Event()
@@ -201,7 +202,9 @@ class Runner:
         heartbeat.start()
         topic = f"nbflow-logs-{self.run_id}"
         if self.on_log is not None:
-            self.executor.subscribe_logs(topic, self.on_log)
+            self.executor.subscribe(topic, self.on_log)
+        self._result_topic = f"nbflow-results-{self.run_id}"
+        self.executor.subscribe(self._result_topic, lambda msg: self.events.put(("result", msg)))
         error: str | None = None
         status = RunStatus.FAILED
         try:
@@ -227,7 +230,7 @@ class Runner:
             raise
         finally:
             self._stop_heartbeat.set()
-            self.executor.unsubscribe_logs()
+            self.executor.unsubscribe()
             meta.finish_run(self.run_id, status, error)
             self.on_event("run-finished", {"run": self.run_id, "status": status.value,
                                            "error": error})
@@ -437,33 +440,43 @@ class Runner:
         )
         force = self.force or opts.force or state.name in self.force_steps
         self.on_event("step-started", {"step": state.name, "tasks": len(payloads)})
-        for index, value, blob in payloads:
-            key = self._cache_key(state, inputs, blob)
-            hit = None if force else self._cache_lookup(key)
-            common = {"run_id": self.run_id, "step": state.name, "idx": index,
-                      "item": None if index is None else repr(value)[:200], "cache_key": key,
-                      "resources": opts.resources.to_json(),
-                      "inputs": _describe_inputs(inputs)}
-            if hit is not None:
-                tid = self.store.meta.create_task(status=TaskStatus.CACHED.value, **common)
-                self.store.meta.finish_task(
-                    tid, TaskStatus.CACHED, outputs=hit["outputs"], cached_from=hit["id"],
-                    files=hit["files"], worker=hit["worker"], stdout_path=hit["stdout_path"],
-                    stderr_path=hit["stderr_path"], started_at=now())
-                task = TaskState(tid, index, blob, key, status=TaskStatus.CACHED,
-                                 outputs=dict(hit["outputs"]))
-                state.tasks.append(task)
-                self.on_event("task-finished", {"step": state.name, "index": index,
-                                                "status": "cached", "from": hit["run_id"]})
+        described = _describe_inputs(inputs)
+        keys = [self._cache_key(state, inputs, blob) for _, _, blob in payloads]
+        candidates = {} if force else self.store.meta.cache_candidates(keys)
+        cached: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        started: list[dict[str, Any]] = []
+        for (index, value, blob), key in zip(payloads, keys, strict=True):
+            row: dict[str, Any] = {
+                "run_id": self.run_id, "step": state.name, "idx": index,
+                "item": None if index is None else repr(value)[:200], "cache_key": key,
+                "resources": opts.resources.to_json(), "inputs": described,
+            }
+            hit = self._usable(candidates.get(key, []))
+            if hit is None:
+                started.append(row)
+                state.tasks.append(TaskState(-1, index, blob, key))
                 continue
-            tid = self.store.meta.create_task(status=TaskStatus.PENDING.value, **common)
-            task = TaskState(tid, index, blob, key)
-            state.tasks.append(task)
-            self._submit(state, task, inputs)
+            cached.append((row, hit))
+            state.tasks.append(TaskState(-1, index, blob, key, status=TaskStatus.CACHED,
+                                         outputs=dict(hit["outputs"])))
+        # One transaction for all the step's tasks, however many foreach items it has.
+        cached_ids = self.store.meta.record_cached_tasks(cached)
+        started_ids = self.store.meta.create_tasks(started, start=True)
+        ids = iter(cached_ids)
+        for task, (_row, hit) in zip(
+                [t for t in state.tasks if t.status == TaskStatus.CACHED], cached, strict=True):
+            task.task_id = next(ids)
+            self.on_event("task-finished", {"step": state.name, "index": task.index,
+                                            "status": "cached", "from": hit["run_id"]})
+        for task, task_id in zip([t for t in state.tasks if t.status == TaskStatus.PENDING],
+                                 started_ids, strict=True):
+            task.task_id = task_id
+            self._submit(state, task, inputs, recorded=True)
         self._maybe_finish_step(state)
 
-    def _cache_lookup(self, key: str) -> dict[str, Any] | None:
-        for cand in self.store.meta.cache_candidates(key):
+    def _usable(self, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The newest candidate whose data files are unchanged and whose outputs still exist."""
+        for cand in candidates:
             files = [DataFile.from_json(f) for f in cand.get("files") or []]
             if not all(_file_unchanged(f) for f in files):
                 continue
@@ -472,7 +485,9 @@ class Runner:
             return cand
         return None
 
-    def _submit(self, state: StepState, task: TaskState, inputs: dict[str, InputSpec]) -> None:
+    def _submit(self, state: StepState, task: TaskState, inputs: dict[str, InputSpec],
+                recorded: bool = False) -> None:
+        """Submit the task's next attempt (``recorded``: its start is already in the database)."""
         opts = state.node.options
         assert opts is not None
         task.attempt += 1
@@ -484,12 +499,14 @@ class Runner:
             required=tuple(sorted(self.graph.consumed(state.name))),
             foreach_var=opts.foreach.var if opts.foreach else None, item=task.item,
             catch=opts.catch, fsync=bool(config.get("fsync", True)), log_topic=self._topic,
-            tail_lines=int(config.get("logs.tail-lines") or 50),
+            tail_lines=int(config.get("logs.tail-lines") or 50), result_topic=self._result_topic,
         )
-        self.store.meta.start_attempt(task.task_id, task.attempt)
+        if not recorded:
+            self.store.meta.start_attempt(task.task_id, task.attempt)
         task.status = TaskStatus.RUNNING
         deadline = time.monotonic() + opts.timeout if opts.timeout else None
-        task.handle = self.executor.submit(spec, opts.resources, self.events.put, deadline)
+        task.handle = self.executor.submit(
+            spec, opts.resources, lambda a: self.events.put(("done", a)), deadline)
         self.on_event("task-started", {"step": state.name, "index": task.index,
                                        "attempt": task.attempt})
 
@@ -513,16 +530,29 @@ class Runner:
             if deadlines:
                 wait = max(0.0, min(min(deadlines) - time.monotonic(), wait))
             try:
-                attempt = self.events.get(timeout=wait)
+                kind, payload = self.events.get(timeout=wait)
             except queue.Empty:
                 self._check_deadlines(running)
                 continue
-            self._on_attempt_done(attempt)
+            if kind == "result":
+                found = self._find(payload["step"], payload["task_id"], payload["attempt"])
+                if found is not None:
+                    self._resolve(*found, payload)
+            else:
+                attempt: Attempt = payload
+                found = self._find(attempt.spec.step, attempt.spec.task_id, attempt.spec.attempt)
+                if found is not None:  # no result event came first: the worker died, or the
+                    # event was lost; ask the future
+                    self._resolve(*found, self.executor.result(attempt))
 
-    def _find(self, attempt: Attempt) -> tuple[StepState, TaskState] | None:
-        state = self.steps[attempt.spec.step]
+    def _find(self, step: str, task_id: int, attempt: int) -> tuple[StepState, TaskState] | None:
+        """The task whose *current* attempt this is; None for a late or stopped attempt."""
+        state = self.steps.get(step)
+        if state is None:
+            return None
         for task in state.tasks:
-            if task.handle is attempt:
+            if (task.task_id == task_id and task.handle is not None
+                    and task.handle.spec.attempt == attempt):
                 return state, task
         return None
 
@@ -543,19 +573,14 @@ class Runner:
             self._after_failure(state, task, {"error": error, "error_type": "Timeout",
                                               "exception": None}, TaskStatus.TIMED_OUT)
 
-    def _on_attempt_done(self, attempt: Attempt) -> None:
-        found = self._find(attempt)
-        if found is None:  # a stopped (timed out) attempt reporting late
-            return
-        state, task = found
-        result = self.executor.result(attempt)
+    def _resolve(self, state: StepState, task: TaskState, result: dict[str, Any]) -> None:
+        """Record how the task's current attempt ended, then retry, or finish the task."""
         worker = result.get("worker")
         if result["status"] == "succeeded":
             outputs = {n: ArtifactRef.from_json(r) for n, r in result["outputs"].items()}
-            self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.SUCCEEDED,
-                                           worker=worker, **_times(result))
             self.store.meta.finish_task(
-                task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker, **_times(result),
+                task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker,
+                attempt=task.attempt, **_times(result),
                 files=result.get("files"), stdout_path=result.get("stdout_path"),
                 stderr_path=result.get("stderr_path"))
             task.status, task.outputs, task.handle = TaskStatus.SUCCEEDED, outputs, None

@@ -13,6 +13,7 @@ This module imports no Dask at import time; the worker handle is looked up lazil
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
 import io
 import linecache
@@ -60,6 +61,9 @@ class TaskSpec:
     catch: bool = False
     fsync: bool = True
     log_topic: str | None = None
+    # The result is also published on this Dask event topic as the task ends, so the driver has it
+    # without a second round trip to fetch it from the worker.
+    result_topic: str | None = None
     tail_lines: int = 50
 
     @property
@@ -96,15 +100,18 @@ class _TaskLog:
 
 
 def _emit(spec: TaskSpec, stream: str, lines: list[str]) -> None:
+    _publish(spec.log_topic, {"run": spec.run_id, "task": spec.task_id, "step": spec.step,
+                              "stream": stream, "lines": lines})
+
+
+def _publish(topic: str | None, message: dict[str, Any]) -> None:
+    if topic is None:
+        return
     try:
         from distributed import get_worker
 
-        get_worker().log_event(
-            spec.log_topic or "nbflow-logs",
-            {"run": spec.run_id, "task": spec.task_id, "step": spec.step, "stream": stream,
-             "lines": lines},
-        )
-    except Exception:  # not on a worker (tests) or the worker is closing: the log file has it all
+        get_worker().log_event(topic, message)
+    except Exception:  # not on a worker, or it is closing: the driver falls back to the future
         pass
 
 
@@ -318,11 +325,13 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         for stream, log in logs.items():
             text = log.buffer.getvalue()
             result[f"{stream}_tail"] = "".join(text.splitlines(keepends=True)[-spec.tail_lines:])
-            try:
-                result[f"{stream}_path"] = store.write_text(f"{prefix}.{stream}", text)
-            except OSError:
-                result[f"{stream}_path"] = None
+            result[f"{stream}_path"] = None
+            if text:
+                with contextlib.suppress(OSError):
+                    result[f"{stream}_path"] = store.write_text(f"{prefix}.{stream}", text)
         result["finished"] = time.time()
+    _publish(spec.result_topic, {"step": spec.step, "task_id": spec.task_id,
+                                 "attempt": spec.attempt, **result})
     return result
 
 

@@ -594,11 +594,11 @@ def test_cache_candidates(opened: Store) -> None:
     other = meta.create_task(run_id="r", step="s", status="pending", cache_key="other")
     meta.finish_task(other, TaskStatus.SUCCEEDED)
 
-    found = meta.cache_candidates("key")
+    found = meta.cache_candidates(["key"])["key"]
     assert [r["id"] for r in found] == [ids[4], ids[2], ids[0]]  # newest first, succeeded only
     assert found[0]["outputs"] == {"y": ArtifactRef(f"{ids[4]:032x}", 1, "int")}
-    assert [r["id"] for r in meta.cache_candidates("key", limit=1)] == [ids[4]]
-    assert meta.cache_candidates("missing") == []
+    assert [r["id"] for r in meta.cache_candidates(["key"], limit=1)["key"]] == [ids[4]]
+    assert meta.cache_candidates(["missing"]) == {}
 
 
 def test_runs_filters_paging_newest_first(opened: Store) -> None:

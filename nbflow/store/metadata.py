@@ -204,13 +204,7 @@ class MetadataDB:
 
     # -- tasks ---------------------------------------------------------------------------------
     def create_task(self, **values: Any) -> int:
-        values.setdefault("created_at", now())
-        values.setdefault("attempts", 0)
-        with self.engine.begin() as conn:
-            result = conn.execute(t.tasks.insert().values(**values))
-            key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        return self.create_tasks([values])[0]
 
     def start_attempt(self, task_id: int, number: int) -> None:
         started = now()
@@ -243,10 +237,21 @@ class MetadataDB:
         status: TaskStatus,
         *,
         outputs: Mapping[str, ArtifactRef] | None = None,
+        attempt: int | None = None,
         **values: Any,
     ) -> None:
+        """Record a task's end (and, with ``attempt``, that attempt's end) in one transaction."""
         values.setdefault("finished_at", now())
         with self.engine.begin() as conn:
+            if attempt is not None:
+                conn.execute(
+                    t.attempts.update()
+                    .where(t.attempts.c.task_id == task_id, t.attempts.c.number == attempt)
+                    .values(status=status.value, worker=values.get("worker"),
+                            error=values.get("error"), finished_at=values["finished_at"],
+                            **({"started_at": values["started_at"]} if "started_at" in values
+                               else {}))
+                )
             conn.execute(
                 t.tasks.update().where(t.tasks.c.id == task_id).values(status=status.value, **values)
             )
@@ -282,18 +287,70 @@ class MetadataDB:
                 t.attempts.c.number)
             return [_row(r._mapping) for r in conn.execute(q)]
 
-    def cache_candidates(self, cache_key: str, limit: int = 5) -> list[Row]:
-        """Finished, successful tasks with this key, newest first, with their outputs."""
+    def cache_candidates(self, cache_keys: list[str], limit: int = 5) -> dict[str, list[Row]]:
+        """For each key, its succeeded tasks (newest first, at most ``limit``) with outputs."""
+        out: dict[str, list[Row]] = {}
+        if not cache_keys:
+            return out
         q = (
             sa.select(t.tasks)
-            .where(t.tasks.c.cache_key == cache_key, t.tasks.c.status == TaskStatus.SUCCEEDED.value)
+            .where(t.tasks.c.cache_key.in_(sorted(set(cache_keys))),
+                   t.tasks.c.status == TaskStatus.SUCCEEDED.value)
             .order_by(t.tasks.c.id.desc())
-            .limit(limit)
         )
         with self.engine.connect() as conn:
-            rows = [_row(r._mapping) for r in conn.execute(q)]
+            rows = []
+            for r in conn.execute(q):
+                found = out.setdefault(r.cache_key, [])
+                if len(found) < limit:
+                    row = _row(r._mapping)
+                    found.append(row)
+                    rows.append(row)
             self._attach_outputs(conn, rows)
-        return rows
+        return out
+
+    def create_tasks(self, rows: list[dict[str, Any]], *, start: bool = False) -> list[int]:
+        """Insert tasks in one transaction; with ``start``, running with their first attempt."""
+        if not rows:
+            return []
+        created = now()
+        ids = []
+        with self.engine.begin() as conn:
+            for values in rows:
+                values = {"created_at": created, "attempts": 0,
+                          "status": TaskStatus.PENDING.value, **values}
+                if start:
+                    values.update(status=TaskStatus.RUNNING.value, attempts=1, started_at=created)
+                key = conn.execute(t.tasks.insert().values(**values)).inserted_primary_key
+                assert key is not None
+                ids.append(int(key[0]))
+            if start:
+                conn.execute(t.attempts.insert(), [
+                    {"task_id": i, "number": 1, "status": TaskStatus.RUNNING.value,
+                     "started_at": created} for i in ids])
+        return ids
+
+    def record_cached_tasks(self, pairs: list[tuple[dict[str, Any], Row]]) -> list[int]:
+        """Insert finished ``cached`` tasks, each reusing the outputs of the task ``hit``."""
+        if not pairs:
+            return []
+        stamp = now()
+        ids = []
+        with self.engine.begin() as conn:
+            for values, hit in pairs:
+                values = {**values, "status": TaskStatus.CACHED.value, "attempts": 0,
+                          "created_at": stamp, "started_at": stamp, "finished_at": stamp,
+                          "cached_from": hit["id"], "files": hit["files"], "worker": hit["worker"],
+                          "stdout_path": hit["stdout_path"], "stderr_path": hit["stderr_path"]}
+                key = conn.execute(t.tasks.insert().values(**values)).inserted_primary_key
+                assert key is not None
+                ids.append(int(key[0]))
+                outputs = hit["outputs"]
+                if outputs:
+                    conn.execute(t.outputs.insert(), [
+                        {"task_id": ids[-1], "name": n, "hash": r.hash, "size": r.size,
+                         "type": r.type} for n, r in outputs.items()])
+        return ids
 
     @staticmethod
     def _attach_outputs(conn: sa.Connection, rows: list[Row]) -> None:
