@@ -23,15 +23,20 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.utils
 import psutil
-from distributed import Client, Future, LocalCluster, default_client
 
 from nbflow import config
 from nbflow.model import Resources
 from nbflow.worker import TaskSpec, run_task
+
+if TYPE_CHECKING:
+    from distributed import Client, Future, LocalCluster
+
+# `distributed` is imported only when a cluster is needed: a run that is all cache hits, and the
+# read-only commands, never pay for it.
 
 
 class ClusterError(Exception):
@@ -61,6 +66,8 @@ def _close_local() -> None:
 def local_cluster() -> Client:
     """The process's LocalCluster (started on first use, closed at exit), sized to this machine."""
     global _local
+    from distributed import Client, LocalCluster
+
     with _local_lock:
         if _local is None:
             n = config.get("cluster.n-workers") or psutil.cpu_count() or 1
@@ -82,6 +89,8 @@ def local_cluster() -> Client:
 
 def connect(address: str | None = None) -> tuple[Client, str]:
     """A client for the configured cluster, and its kind: local, address, class or existing."""
+    from distributed import Client, default_client
+
     address = address or config.get("cluster.address")
     if address:
         timeout = config.get("cluster.connect-timeout") or "10s"
