@@ -8,7 +8,9 @@ problem (bad notebook, bad option, unreachable cluster, unwritable store), with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -64,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("run_id")
     logs.add_argument("step")
     logs.add_argument("--index", type=int, help="only this foreach item")
+    logs.add_argument("--json", action="store_true",
+                      help="an array of {step, index, status, stdout, stderr} per task")
     return p
 
 
@@ -85,11 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nbflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nbflow runs | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
+        return 0
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from nbflow.store import open_store
+def _store(args: argparse.Namespace, *, create: bool = True) -> Any:
+    from nbflow.store import StoreError, open_store, resolve
 
+    if not create:
+        url, db = resolve(args.store, args.db)
+        if db.startswith("sqlite:///") and not os.path.exists(db.removeprefix("sqlite:///")):
+            raise StoreError(
+                f"no nbflow store at {url} (looked for .nbflow/ from {os.getcwd()} upward): run "
+                "a flow first, or point at one with --store / --db."
+            )
     return open_store(args.store, args.db)
 
 
@@ -149,7 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nbflow.execute import Executor
     from nbflow.runner import parse_param, run_notebook
 
-    params = dict(parse_param(p) for p in args.param)
+    for p in args.param:
+        parse_param(p)  # refuse a malformed --param before anything starts
     store = _store(args)
     from nbflow import notebook as nbmod
     from nbflow.graph import build_graph
@@ -157,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_graph(nbmod.load(args.notebook).cells)  # bad notebooks fail before a cluster starts
     executor = Executor.connect(args.cluster)
     printer = _Printer(args.quiet)
-    run_id = run_notebook(args.notebook, store=store, executor=executor, params=params,
+    run_id = run_notebook(args.notebook, store=store, executor=executor, param_args=args.param,
                           force=args.force, on_log=printer.log, on_event=printer.event)
     return _finish(store, run_id)
 
@@ -179,7 +195,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from nbflow.client import list_runs
 
-    runs = list_runs(args.flow, store=_store(args), status=args.status, limit=args.limit)
+    runs = list_runs(args.flow, store=_store(args, create=False), status=args.status,
+                     limit=args.limit)
     if args.json:
         print(json.dumps([r.summary_json() for r in runs], indent=2))
         return 0
@@ -198,7 +215,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from nbflow.client import Run
 
-    run = Run(args.run_id, _store(args))
+    run = Run(args.run_id, _store(args, create=False))
     data = run.to_json()
     if args.json:
         print(json.dumps(data, indent=2))
@@ -237,8 +254,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from nbflow.client import Run
 
-    step = Run(args.run_id, _store(args))[args.step]
+    step = Run(args.run_id, _store(args, create=False))[args.step]
     tasks = [t for t in step.tasks if args.index is None or t.index == args.index]
+    if args.json:
+        print(json.dumps([{"step": t.step, "index": t.index, "status": t.status.value,
+                           "stdout": t.stdout, "stderr": t.stderr} for t in tasks], indent=2))
+        return 0
     for t in tasks:
         if len(tasks) > 1:
             print(f"--- {t.step}[{t.index}] ({t.status.value})")

@@ -1,20 +1,31 @@
 """What a run's environment was: Python, nbflow, and the packages behind the modules the cells import.
 
 Captured once per run (shown by ``nbflow show``) and, per step, folded into the cache key, so that
-upgrading a package a step imports re-runs that step.
+upgrading a package a step imports re-runs that step, and so does editing a local module (one that
+is not installed: a ``helpers.py`` next to the notebook), whose source is hashed.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
+import os
 import platform
 import sys
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+import xxhash
+
 import nbflow
 from nbflow.store.artifacts import FORMAT_VERSION
+
+_INSTALLED = tuple(
+    os.path.join(os.path.realpath(p), "")
+    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}
+    if p and ("site-packages" in p or "dist-packages" in p or p in (sys.prefix, sys.base_prefix))
+)
 
 
 @cache
@@ -63,3 +74,29 @@ def fingerprint(modules: Iterable[str]) -> dict[str, Any]:
     """The part of the environment a step's cache key depends on."""
     major_minor = ".".join(python_version().split(".")[:2])
     return {"python": major_minor, "format": FORMAT_VERSION, "packages": package_versions(modules)}
+
+
+def local_sources(modules: Iterable[str]) -> dict[str, str]:
+    """Top-level module -> hash of its source, for modules importable here but not installed."""
+    out: dict[str, str] = {}
+    for module in sorted({m.split(".")[0] for m in modules}):
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+            continue
+        origin = os.path.realpath(spec.origin)
+        if origin.startswith(_INSTALLED) or module in sys.stdlib_module_names:
+            continue
+        h = xxhash.xxh3_128()
+        roots = list(spec.submodule_search_locations or [])
+        files = [origin] if not roots else sorted(
+            os.path.join(d, f) for root in roots for d, _, fs in os.walk(root)
+            for f in fs if f.endswith(".py"))
+        for path in files:
+            h.update(os.path.relpath(path, os.path.dirname(origin)).encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(f.read())
+        out[module] = h.hexdigest()
+    return out

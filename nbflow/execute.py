@@ -73,15 +73,18 @@ def local_cluster() -> Client:
             n = config.get("cluster.n-workers") or psutil.cpu_count() or 1
             threads = int(config.get("cluster.threads-per-worker") or 1)
             memory = psutil.virtual_memory().total // n
-            cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=threads,
-                processes=True,
-                memory_limit=memory,
-                resources={"memory": memory, "cpus": threads},
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            )
+            # nbflow retries (--retry) and records each attempt itself: Dask must not re-run a
+            # task whose worker died behind its back.
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                cluster = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=threads,
+                    processes=True,
+                    memory_limit=memory,
+                    resources={"memory": memory, "cpus": threads},
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                )
             _local = (cluster, Client(cluster, set_as_default=False))
             atexit.register(_close_local)
         return _local[1]
@@ -90,10 +93,23 @@ def local_cluster() -> Client:
 def connect(address: str | None = None) -> tuple[Client, str]:
     """A client for the configured cluster, and its kind: local, address, class or existing."""
     from distributed import Client, default_client
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
 
     address = address or config.get("cluster.address")
     if address:
         timeout = config.get("cluster.connect-timeout") or "10s"
+        try:  # checked before a Client exists, so that a typo is one clear line, not a traceback
+            scheme, location = parse_address(address)
+            if scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
+                raise ValueError(f"unknown protocol {scheme!r}")
+            if scheme != "inproc":
+                parse_host_port(location)
+        except ValueError as exc:
+            raise ClusterError(
+                f"{address!r} is not a Dask scheduler address ({exc}). Use the form "
+                "tcp://HOST:PORT (what `dask scheduler` prints)."
+            ) from exc
         try:
             return Client(address, timeout=timeout, set_as_default=False), "address"
         except (OSError, TimeoutError) as exc:
@@ -130,7 +146,8 @@ class WorkerInfo:
 class Attempt:
     """One submitted attempt of a task: its Dask future and its deadline, if any."""
 
-    def __init__(self, future: Future[Any], spec: TaskSpec, deadline: float | None) -> None:
+    def __init__(self, future: Future[Any], spec: TaskSpec,
+                 deadline: float | None = None) -> None:
         self.future = future
         self.spec = spec
         self.deadline = deadline
@@ -144,7 +161,7 @@ class Executor:
         self._client = client
         self.kind = kind
         self.address = address
-        self._subscribed: set[str] = set()
+        self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._on_connect: list[Callable[[Executor], None]] = []
 
     @classmethod
@@ -166,10 +183,14 @@ class Executor:
         return self._client
 
     def on_connect(self, hook: Callable[[Executor], None]) -> None:
-        """Call ``hook`` once connected (now, if already)."""
+        """Call ``hook`` once connected (now, if already); ``remove_hook`` when done."""
         self._on_connect.append(hook)
         if self._client is not None:
             hook(self)
+
+    def remove_hook(self, hook: Callable[[Executor], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._on_connect.remove(hook)
 
     # -- description ---------------------------------------------------------------------------
     def workers(self) -> list[WorkerInfo]:
@@ -222,7 +243,6 @@ class Executor:
         spec: TaskSpec,
         resources: Resources,
         on_done: Callable[[Attempt], None],
-        deadline: float | None = None,
     ) -> Attempt:
         future = self.client.submit(
             run_task,
@@ -232,7 +252,7 @@ class Executor:
             pure=False,
             retries=0,
         )
-        attempt = Attempt(future, spec, deadline)
+        attempt = Attempt(future, spec)
         future.add_done_callback(lambda _f: on_done(attempt))
         return attempt
 
@@ -263,33 +283,47 @@ class Executor:
         except Exception:
             return None
 
-    def stop(self, attempt: Attempt) -> None:
-        """Cancel an attempt and restart the worker running it, so its code really stops."""
-        worker = self.processing_worker(attempt)
-        attempt.future.cancel()
-        if worker is not None:
+    def stop(self, attempts: list[Attempt]) -> None:
+        """Cancel attempts and restart the workers running them, so their code really stops."""
+        workers = {w for a in attempts if (w := self.processing_worker(a)) is not None}
+        for attempt in attempts:
+            attempt.future.cancel()
+        if workers:
             with contextlib.suppress(Exception):
-                self.client.restart_workers([worker], timeout=60)
+                self.client.restart_workers(sorted(workers), timeout=60)
 
     def subscribe(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``handler`` with each message workers publish on ``topic`` (once connected)."""
+        """Call ``handler`` (on the client's event loop) with each message workers publish on
+        ``topic``; several handlers may share a topic. Takes effect once connected."""
+        first = topic not in self._handlers
+        self._handlers.setdefault(topic, []).append(handler)
+        if not first:
+            return
 
         def relay(event: tuple[float, dict[str, Any]]) -> None:
-            handler(event[1])
+            for h in list(self._handlers.get(topic, ())):
+                h(event[1])
+
+        if self._client is not None:
+            self._client.subscribe_topic(topic, relay)
+            return
 
         def subscribe(executor: Executor) -> None:
-            executor.client.subscribe_topic(topic, relay)
-            executor._subscribed.add(topic)
+            if topic in executor._handlers:
+                executor.client.subscribe_topic(topic, relay)
 
-        self.on_connect(subscribe)
+        self._on_connect.append(subscribe)
 
-    def unsubscribe(self) -> None:
-        if self._client is None:
+    def unsubscribe(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        handlers = self._handlers.get(topic, [])
+        with contextlib.suppress(ValueError):
+            handlers.remove(handler)
+        if handlers:
             return
-        for topic in self._subscribed:
+        self._handlers.pop(topic, None)
+        if self._client is not None:
             with contextlib.suppress(Exception):
-                self.client.unsubscribe_topic(topic)
-        self._subscribed.clear()
+                self._client.unsubscribe_topic(topic)
 
 
 def _format_resources(res: dict[str, float]) -> str:

@@ -65,7 +65,8 @@ class Resources:
     gpus: int | None = None
 
     def as_dask(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.to_json().items()}
+        """Dask worker resources; a zero request is no restriction at all."""
+        return {k: float(v) for k, v in self.to_json().items() if v}
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RESOURCE_NAMES if getattr(self, k) is not None}

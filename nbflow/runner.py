@@ -1,11 +1,13 @@
 """A run of a whole notebook: plain cells in the driver, steps on the cluster, cache, resume, heartbeat.
 
-The driver walks the notebook top to bottom. A plain cell runs in the driver's namespace once the
-steps it reads from have finished (their outputs are loaded into the namespace). A step cell takes a
-snapshot of its by-value inputs at its place in the notebook and is dispatched to the cluster as soon
-as its upstream steps have finished, so independent steps run at the same time. Each task is first
-looked up in the cache; only misses are executed. The driver is the only writer of metadata; the
-workers write artifacts and logs themselves and send back references.
+The driver walks the notebook top to bottom, with the notebook's folder as working directory and on
+``sys.path`` (as Jupyter runs a kernel). A plain cell runs in the driver's namespace, on a thread of
+its own, once the steps it reads from have finished; meanwhile the driver keeps dispatching steps and
+handling their results. A step cell takes a snapshot of its by-value inputs at its place in the
+notebook and is dispatched as soon as its upstream steps have finished, so independent steps run at
+the same time. Each task is first looked up in the cache; only misses are executed. The driver is
+the only writer of metadata; workers write artifacts and logs themselves and publish a small result
+as a Dask event.
 """
 
 from __future__ import annotations
@@ -14,32 +16,39 @@ import ast
 import builtins
 import contextlib
 import datetime as dt
+import linecache
 import os
 import queue
 import secrets
 import socket
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import xxhash
 
-from nbflow import config, environment
+from nbflow import cache, config, environment
 from nbflow import notebook as nbmod
 from nbflow.analyze import AnalysisError, normalize_code
 from nbflow.execute import Attempt, ClusterError, Executor
 from nbflow.graph import FlowGraph, GraphError, Node, build_graph
-from nbflow.model import ArtifactRef, DataFile, RunStatus, TaskStatus
+from nbflow.model import ArtifactRef, RunStatus, TaskStatus
 from nbflow.store import Store
 from nbflow.tokenize import value_token
-from nbflow.worker import InputSpec, TaskSpec, describe_file
+from nbflow.worker import InputSpec, TaskSpec
 
 LogHandler = Callable[[dict[str, Any]], None]
 EventHandler = Callable[[str, dict[str, Any]], None]
+Row = dict[str, Any]
+
+LOG_TOPIC = "nbflow-logs"
+RESULT_TOPIC = "nbflow-results"
 
 
 class RunError(Exception):
@@ -72,12 +81,6 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _hash_json(obj: Any) -> str:
-    import json
-
-    return xxhash.xxh3_128(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 @dataclass
 class TaskState:
     task_id: int
@@ -94,7 +97,7 @@ class TaskState:
 class StepState:
     node: Node
     by_value: dict[str, InputSpec] | None = None  # captured when the driver reaches the cell
-    by_value_hashes: dict[str, str] = field(default_factory=dict)
+    by_value_tokens: dict[str, str] = field(default_factory=dict)
     tasks: list[TaskState] = field(default_factory=list)
     inputs: dict[str, InputSpec] = field(default_factory=dict)  # as shipped to every task
     dispatched: bool = False
@@ -108,6 +111,13 @@ class StepState:
         return self.node.name
 
 
+class _CellFailed(Exception):
+    """A plain cell raised, or reads a step that failed: the run cannot go on."""
+
+
+_MISSING = object()
+
+
 class Runner:
     """Runs one notebook once, as a new run in ``store`` on ``executor``'s cluster."""
 
@@ -118,9 +128,11 @@ class Runner:
         executor: Executor,
         *,
         params: dict[str, Any] | None = None,
+        param_args: Sequence[str] = (),
         force: bool = False,
         force_steps: Iterable[str] = (),
         resumed_from: str | None = None,
+        reuse: dict[str, list[Row]] | None = None,
         on_log: LogHandler | None = None,
         on_event: EventHandler | None = None,
         graph: FlowGraph | None = None,
@@ -128,32 +140,32 @@ class Runner:
         self.notebook = notebook
         self.store = store
         self.executor = executor
-        self.overrides = dict(params or {})
+        self.param_args = list(param_args)
+        self.overrides = dict(parse_param(p) for p in self.param_args)
+        self.overrides.update(params or {})
         self.force = force
         self.force_steps = set(force_steps)
         self.resumed_from = resumed_from
+        self.reuse = reuse or {}
         self.on_log = on_log
         self.on_event = on_event or (lambda _kind, _data: None)
         self.graph = graph if graph is not None else build_graph(notebook.cells)
         self.run_id = new_run_id()
         self.steps = {name: StepState(node) for name, node in self.graph.steps.items()}
-        # ("result", dict) published by a worker as its task ends, or ("done", Attempt) from the
-        # future's callback; the driver thread handles both, in order.
+        # Handled in order by the driver thread: ("result", msg) and ("started", msg) published by
+        # workers, ("done", Attempt) from a future's callback, ("cell", None) when a plain cell ends.
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.failed = False
+        self._cell_thread: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
-        self._sources = self._headless_sources()
+        self._live_logs: dict[tuple[int, int], dict[str, list[str]]] = {}
+        self._live_lock = threading.Lock()
+        self._sources = {n.cell.number: nbmod.headless_source(n.cell, n.analysis.magic_lines)
+                         for n in self.graph.nodes if not n.is_step}
         self._check_params()
         self._imports = sorted({m for n in self.graph.nodes for m in n.analysis.imports})
-        self._cache_base = {"format": 1}
-
-    # -- checks before anything is recorded ------------------------------------------------------
-    def _headless_sources(self) -> dict[int, str]:
-        return {
-            n.cell.number: nbmod.headless_source(n.cell, n.analysis.magic_lines)
-            for n in self.graph.nodes if not n.is_step
-        }
+        self._code = {name: normalize_code(s.node.analysis.body) for name, s in self.steps.items()}
 
     def _check_params(self) -> None:
         if not self.overrides:
@@ -176,64 +188,65 @@ class Runner:
     def run(self) -> str:
         """Execute the notebook; returns the run id. Step failures are recorded, not raised."""
         meta = self.store.meta
-        meta.create_run(
-            id=self.run_id,
-            flow=self.notebook.flow_name,
-            kind="resume" if self.resumed_from else "headless",
-            notebook_path=str(self.notebook.path),
-            notebook_hash=self.notebook.content_hash,
-            params={k: _jsonable(v) for k, v in self.overrides.items()},
-            environment=environment.capture(self._imports, self.notebook.content_hash),
-            resumed_from=self.resumed_from,
-            cluster=self.executor.describe(),
-            store_url=self.store.url,
-            driver={"host": socket.gethostname(), "pid": os.getpid(),
-                    "overrides": {k: _jsonable(v) for k, v in self.overrides.items()}},
-        )
-        meta.record_steps(self.run_id, [
-            {"name": s.name, "cell": s.node.cell.number, "code": s.node.analysis.body,
-             "options": s.node.options.to_json() if s.node.options else {},
-             "inputs": list(s.node.inputs), "outputs": list(s.node.outputs),
-             "upstream": list(s.node.upstream_steps)}
-            for s in self.steps.values()
-        ])
-        self.on_event("run-started", {"run": self.run_id})
-        heartbeat = threading.Thread(target=self._heartbeat, name="nbflow-heartbeat", daemon=True)
-        heartbeat.start()
-        topic = f"nbflow-logs-{self.run_id}"
-        if self.on_log is not None:
-            self.executor.subscribe(topic, self.on_log)
-        self._result_topic = f"nbflow-results-{self.run_id}"
-        self.executor.subscribe(self._result_topic, lambda msg: self.events.put(("result", msg)))
-        error: str | None = None
-        status = RunStatus.FAILED
-        try:
-            self.executor.on_connect(self._connected)
-            self._walk_cells(topic if self.on_log else None)
-            self._pump(lambda: all(s.done for s in self.steps.values()))
-            status = RunStatus.FAILED if self.failed else RunStatus.SUCCEEDED
-        except _CellFailed as exc:
-            error = str(exc)
-            self._abandon("the run stopped: " + str(exc).splitlines()[0])
-        except KeyboardInterrupt:
-            error = "interrupted by the user"
-            status = RunStatus.INTERRUPTED
-            self._abandon(error)
-            raise
-        except ClusterError as exc:
-            error = str(exc)
-            self._abandon(f"the cluster failed: {exc}")
-            raise
-        except BaseException as exc:
-            error = "".join(traceback.format_exception(exc))
-            self._abandon(f"the driver failed: {exc}")
-            raise
-        finally:
-            self._stop_heartbeat.set()
-            self.executor.unsubscribe()
-            meta.finish_run(self.run_id, status, error)
-            self.on_event("run-finished", {"run": self.run_id, "status": status.value,
-                                           "error": error})
+        with _notebook_dir(self.notebook.path.parent):
+            meta.create_run(
+                id=self.run_id,
+                flow=self.notebook.flow_name,
+                kind="resume" if self.resumed_from else "headless",
+                notebook_path=str(self.notebook.path),
+                notebook_hash=self.notebook.content_hash,
+                params={k: _jsonable(v) for k, v in self.overrides.items()},
+                environment=environment.capture(self._imports, self.notebook.content_hash),
+                resumed_from=self.resumed_from,
+                cluster=self.executor.describe(),
+                store_url=self.store.url,
+                driver={"host": socket.gethostname(), "pid": os.getpid(),
+                        "param_args": self.param_args, "params": {
+                            k: _jsonable(v) for k, v in self.overrides.items()
+                            if k not in dict(parse_param(p) for p in self.param_args)}},
+            )
+            meta.record_steps(self.run_id, [
+                {"name": s.name, "cell": s.node.cell.number, "code": s.node.analysis.body,
+                 "options": s.node.options.to_json() if s.node.options else {},
+                 "inputs": list(s.node.inputs), "outputs": list(s.node.outputs),
+                 "upstream": list(s.node.upstream_steps)}
+                for s in self.steps.values()
+            ])
+            self.on_event("run-started", {"run": self.run_id})
+            threading.Thread(target=self._heartbeat, name="nbflow-heartbeat", daemon=True).start()
+            error: str | None = None
+            status = RunStatus.FAILED
+            try:
+                self.executor.subscribe(LOG_TOPIC, self._relay_log)
+                self.executor.subscribe(RESULT_TOPIC, self._relay_result)
+                self.executor.on_connect(self._connected)
+                self._walk_cells()
+                self._pump(lambda: all(s.done for s in self.steps.values()))
+                status = RunStatus.FAILED if self.failed else RunStatus.SUCCEEDED
+            except _CellFailed as exc:
+                error = str(exc)
+                self._abandon("the run stopped: " + str(exc).splitlines()[0])
+            except KeyboardInterrupt:
+                error = "interrupted by the user"
+                status = RunStatus.INTERRUPTED
+                self._abandon(error)
+                raise
+            except ClusterError as exc:
+                error = str(exc)
+                self._abandon(f"the cluster failed: {exc}")
+                raise
+            except BaseException as exc:
+                error = "".join(traceback.format_exception(exc))
+                self._abandon(f"the driver failed: {exc}")
+                raise
+            finally:
+                self._stop_heartbeat.set()
+                self.executor.unsubscribe(LOG_TOPIC, self._relay_log)
+                self.executor.unsubscribe(RESULT_TOPIC, self._relay_result)
+                self.executor.remove_hook(self._connected)
+                meta.finish_run(self.run_id, status, error)
+                self.on_event("run-finished", {"run": self.run_id, "status": status.value,
+                                               "error": error})
         return self.run_id
 
     def _connected(self, executor: Executor) -> None:
@@ -251,8 +264,21 @@ class Runner:
             with contextlib.suppress(Exception):
                 self.store.meta.heartbeat(self.run_id)
 
-    def _walk_cells(self, topic: str | None) -> None:
-        self._topic = topic
+    # Called on the Dask client's event-loop thread: hand over to the driver thread.
+    def _relay_result(self, msg: dict[str, Any]) -> None:
+        if msg.get("run") == self.run_id:
+            self.events.put((msg.get("kind", "result"), msg))
+
+    def _relay_log(self, msg: dict[str, Any]) -> None:
+        if msg.get("run") != self.run_id:
+            return
+        with self._live_lock:
+            streams = self._live_logs.setdefault((msg["task"], msg.get("attempt", 0)), {})
+            streams.setdefault(msg["stream"], []).extend(msg["lines"])
+        if self.on_log is not None:
+            self.on_log(msg)
+
+    def _walk_cells(self) -> None:
         for node in self.graph.nodes:
             if node.is_step:
                 self._capture_by_value(self.steps[node.name])
@@ -279,13 +305,25 @@ class Runner:
                 self.namespace[name] = self._load(state.outputs[name])
         filename = f"<cell {node.cell.number}>"
         source = self._sources[node.cell.number]
-        import linecache
-
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         self.on_event("cell-started", {"cell": node.cell.number})
-        try:
-            exec(compile(source, filename, "exec"), self.namespace)
-        except Exception as exc:
+        failure: list[BaseException] = []
+
+        def execute() -> None:
+            try:
+                exec(compile(source, filename, "exec"), self.namespace)
+            except BaseException as exc:  # SystemExit too: it ends the cell, not the driver
+                failure.append(exc)
+            finally:
+                self.events.put(("cell", None))
+
+        # On a thread of its own, so that steps keep being dispatched while the cell runs.
+        self._cell_thread = threading.Thread(target=execute, name=filename, daemon=True)
+        self._cell_thread.start()
+        self._pump(lambda: self._cell_thread is None or not self._cell_thread.is_alive())
+        self._cell_thread = None
+        if failure:
+            exc = failure[0]
             tb = exc.__traceback__
             while tb is not None and tb.tb_frame.f_code.co_filename != filename:
                 tb = tb.tb_next
@@ -298,13 +336,17 @@ class Runner:
         kind, value = spec
         if kind == "artifact":
             return self.store.artifacts.get(value.hash)
-        return [self.store.artifacts.get(r.hash) for r in value]
+        if kind == "gather":
+            return [self.store.artifacts.get(r.hash) for r in value]
+        if kind == "value":
+            return cloudpickle.loads(value)
+        return __import__(value)
 
     # -- steps -----------------------------------------------------------------------------------
     def _capture_by_value(self, state: StepState) -> None:
         """Snapshot the plain-cell values the step reads, as they are at the step's cell."""
         specs: dict[str, InputSpec] = {}
-        hashes: dict[str, str] = {}
+        tokens: dict[str, str] = {}
         for name in state.node.by_value:
             value = self.namespace.get(name, _MISSING)
             if value is _MISSING:
@@ -313,13 +355,14 @@ class Runner:
                                        "it: a branch not taken?)")
                 return
             if type(value).__name__ == "module" and hasattr(value, "__name__"):
-                specs[name] = ("module", value.__name__)
                 mod = value.__name__
-                hashes[name] = "module:" + mod + ":" + str(environment.package_versions([mod]))
+                specs[name] = ("module", mod)
+                tokens[name] = cache.hash_json(["module", mod, environment.package_versions([mod]),
+                                                environment.local_sources([mod])])
                 continue
             try:
-                blob = cloudpickle.dumps(value, protocol=5)
-                token = value_token(value)
+                specs[name] = ("value", cloudpickle.dumps(value, protocol=5))
+                tokens[name] = value_token(value)
             except Exception as exc:
                 self._fail_step(state, (
                     f"step {state.name!r} (cell {state.node.cell.number}) reads {name!r}, a "
@@ -328,19 +371,26 @@ class Runner:
                     "step) instead of in a plain cell."
                 ))
                 return
-            specs[name] = ("value", blob)
-            hashes[name] = token
         state.by_value = specs
-        state.by_value_hashes = hashes
+        state.by_value_tokens = tokens
+
+    def _record_failure(self, state: StepState, status: TaskStatus, error: str) -> None:
+        tid = self.store.meta.create_task(run_id=self.run_id, step=state.name,
+                                          status=status.value)
+        self.store.meta.finish_task(tid, status, error=error,
+                                    error_type="nbflow" if status == TaskStatus.FAILED else None)
+        self.on_event("task-finished", {"step": state.name, "status": status.value,
+                                        "error": error})
 
     def _fail_step(self, state: StepState, error: str) -> None:
         state.done, state.ok, state.error = True, False, error
-        state.by_value = {}
+        state.by_value = state.by_value if state.by_value is not None else {}
         self.failed = True
-        tid = self.store.meta.create_task(run_id=self.run_id, step=state.name,
-                                          status=TaskStatus.FAILED.value)
-        self.store.meta.finish_task(tid, TaskStatus.FAILED, error=error, error_type="nbflow")
-        self.on_event("task-finished", {"step": state.name, "status": "failed", "error": error})
+        self._record_failure(state, TaskStatus.FAILED, error)
+
+    def _cancel_step(self, state: StepState, reason: str) -> None:
+        state.done, state.ok, state.error = True, False, reason
+        self._record_failure(state, TaskStatus.CANCELLED, reason)
 
     def _dispatch_ready(self) -> None:
         progressed = True
@@ -357,16 +407,10 @@ class Runner:
                 bad = [u for u in ups if not u.ok]
                 if bad:
                     self._cancel_step(state, f"upstream step {bad[0].name!r} did not succeed")
+                elif state.name in self.reuse and state.name not in self.force_steps:
+                    self._reuse(state, self.reuse[state.name])
                 else:
                     self._dispatch(state)
-
-    def _cancel_step(self, state: StepState, reason: str) -> None:
-        state.done, state.ok, state.error = True, False, reason
-        tid = self.store.meta.create_task(run_id=self.run_id, step=state.name,
-                                          status=TaskStatus.CANCELLED.value)
-        self.store.meta.finish_task(tid, TaskStatus.CANCELLED, error=reason)
-        self.on_event("task-finished", {"step": state.name, "status": "cancelled",
-                                        "error": reason})
 
     def _inputs(self, state: StepState) -> dict[str, InputSpec] | str:
         inputs: dict[str, InputSpec] = {}
@@ -381,42 +425,19 @@ class Runner:
         return inputs
 
     def _items(self, state: StepState, inputs: dict[str, InputSpec]) -> list[Any] | str:
+        """The foreach items, from the step's own snapshot of its inputs (not the live driver)."""
         opts = state.node.options
         assert opts is not None and opts.foreach is not None
-        scope = dict(self.namespace)
-        reads = {n.id for n in ast.walk(ast.parse(opts.foreach.expr, mode="eval"))
-                 if isinstance(n, ast.Name)}
-        for name in reads & set(state.node.upstream):
-            scope[name] = self._load(inputs[name])
+        expr = opts.foreach.expr
+        reads = {n.id for n in ast.walk(ast.parse(expr, mode="eval")) if isinstance(n, ast.Name)}
+        scope: dict[str, Any] = {"__builtins__": builtins}
         try:
-            return list(eval(opts.foreach.expr, scope))
+            for name in reads & set(inputs):
+                scope[name] = self._load(inputs[name])
+            return list(eval(expr, scope))
         except Exception as exc:
-            return (f"--foreach {opts.foreach.var} in {opts.foreach.expr}: evaluating "
-                    f"{opts.foreach.expr!r} raised {type(exc).__name__}: {exc}")
-
-    def _cache_key(self, state: StepState, inputs: dict[str, InputSpec], item: bytes | None) -> str:
-        node = state.node
-        hashes: dict[str, Any] = {}
-        for name, spec in inputs.items():
-            if spec[0] == "artifact":
-                hashes[name] = spec[1].hash
-            elif spec[0] == "gather":
-                hashes[name] = [r.hash for r in spec[1]]
-            else:
-                hashes[name] = state.by_value_hashes[name]
-        modules = list(node.analysis.imports) + [
-            s[1] for s in inputs.values() if s[0] == "module"]
-        return _hash_json({
-            **self._cache_base,
-            "step": state.name,
-            "code": normalize_code(node.analysis.body),
-            "options": {k: v for k, v in (node.options.to_json() if node.options else {}).items()
-                        if k in ("foreach", "catch")},
-            "inputs": hashes,
-            "item": None if item is None else xxhash.xxh3_128(item).hexdigest(),
-            "outputs": list(node.outputs),
-            "env": environment.fingerprint(modules),
-        })
+            return (f"--foreach {opts.foreach.var} in {expr}: evaluating {expr!r} raised "
+                    f"{type(exc).__name__}: {exc}")
 
     def _dispatch(self, state: StepState) -> None:
         opts = state.node.options
@@ -432,96 +453,111 @@ class Runner:
                 self._fail_step(state, f"cell {state.node.cell.number}: {got}")
                 return
             items = got
-            inputs = {k: v for k, v in inputs.items() if k != opts.foreach.var}
         state.inputs = inputs
-        payloads: list[tuple[int | None, Any, bytes | None]] = (
-            [(None, None, None)] if items is None
-            else [(i, v, cloudpickle.dumps(v, protocol=5)) for i, v in enumerate(items)]
-        )
+        try:
+            payloads: list[tuple[int | None, Any, bytes | None, str | None]] = (
+                [(None, None, None, None)] if items is None
+                else [(i, v, cloudpickle.dumps(v, protocol=5), value_token(v))
+                      for i, v in enumerate(items)])
+        except Exception as exc:
+            self._fail_step(state, f"cell {state.node.cell.number}: a --foreach item cannot be "
+                                   f"shipped to a worker: {exc}. Fix: iterate over picklable "
+                                   "values (names, paths, numbers) and build the rest in the step.")
+            return
         force = self.force or opts.force or state.name in self.force_steps
         self.on_event("step-started", {"step": state.name, "tasks": len(payloads)})
         described = _describe_inputs(inputs)
-        keys = [self._cache_key(state, inputs, blob) for _, _, blob in payloads]
+        hashes = cache.input_hashes(inputs, state.by_value_tokens)
+        modules = [*state.node.analysis.imports, *(s[1] for s in inputs.values() if s[0] == "module")]
+        keys = [cache.task_key(step=state.name, code=self._code[state.name],
+                               options=opts.to_json(), inputs=hashes, item_token=token,
+                               outputs=state.node.outputs, modules=modules)
+                for _, _, _, token in payloads]
         candidates = {} if force else self.store.meta.cache_candidates(keys)
-        cached: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        started: list[dict[str, Any]] = []
-        for (index, value, blob), key in zip(payloads, keys, strict=True):
-            row: dict[str, Any] = {
-                "run_id": self.run_id, "step": state.name, "idx": index,
-                "item": None if index is None else repr(value)[:200], "cache_key": key,
-                "resources": opts.resources.to_json(), "inputs": described,
-            }
-            hit = self._usable(candidates.get(key, []))
+        cached: list[tuple[Row, Row]] = []
+        started: list[Row] = []
+        for (index, value, blob, _), key in zip(payloads, keys, strict=True):
+            row: Row = {"run_id": self.run_id, "step": state.name, "idx": index,
+                        "item": None if index is None else repr(value)[:200], "cache_key": key,
+                        "resources": opts.resources.to_json(), "inputs": described}
+            hit = cache.usable(self.store, candidates.get(key, []))
+            task = TaskState(-1, index, blob, key)
             if hit is None:
                 started.append(row)
-                state.tasks.append(TaskState(-1, index, blob, key))
-                continue
-            cached.append((row, hit))
-            state.tasks.append(TaskState(-1, index, blob, key, status=TaskStatus.CACHED,
-                                         outputs=dict(hit["outputs"])))
-        # One transaction for all the step's tasks, however many foreach items it has.
-        cached_ids = self.store.meta.record_cached_tasks(cached)
-        started_ids = self.store.meta.create_tasks(started, start=True)
-        ids = iter(cached_ids)
-        for task, (_row, hit) in zip(
-                [t for t in state.tasks if t.status == TaskStatus.CACHED], cached, strict=True):
-            task.task_id = next(ids)
-            self.on_event("task-finished", {"step": state.name, "index": task.index,
-                                            "status": "cached", "from": hit["run_id"]})
-        for task, task_id in zip([t for t in state.tasks if t.status == TaskStatus.PENDING],
-                                 started_ids, strict=True):
-            task.task_id = task_id
-            self._submit(state, task, inputs, recorded=True)
+            else:
+                cached.append((row, hit))
+                task.status, task.outputs = TaskStatus.CACHED, dict(hit["outputs"])
+            state.tasks.append(task)
+        self._record_and_submit(state, cached, started)
+
+    def _reuse(self, state: StepState, originals: list[Row]) -> None:
+        """On resume: take the original run's tasks of this step as they are."""
+        self.on_event("step-started", {"step": state.name, "tasks": len(originals)})
+        cached = []
+        for orig in originals:
+            row = {k: orig[k] for k in ("step", "idx", "item", "cache_key", "resources", "inputs")}
+            cached.append(({**row, "run_id": self.run_id}, orig))
+            state.tasks.append(TaskState(-1, orig["idx"], None, orig["cache_key"],
+                                         status=TaskStatus.CACHED, outputs=dict(orig["outputs"])))
+        self._record_and_submit(state, cached, [])
+
+    def _record_and_submit(self, state: StepState, cached: list[tuple[Row, Row]],
+                           started: list[Row]) -> None:
+        # One transaction each for all the step's tasks, and every id assigned before the first
+        # submit, so that an error while submitting leaves nothing unaccounted for.
+        cached_ids = iter(self.store.meta.record_cached_tasks(cached))
+        started_ids = iter(self.store.meta.create_tasks(started, start=True))
+        hits = iter(hit for _, hit in cached)
+        for task in state.tasks:
+            if task.status == TaskStatus.CACHED:
+                task.task_id = next(cached_ids)
+                self.on_event("task-finished", {"step": state.name, "index": task.index,
+                                                "status": "cached", "from": next(hits)["run_id"]})
+            else:
+                task.task_id = next(started_ids)
+                task.attempt = 1
+        for task in state.tasks:
+            if task.status == TaskStatus.PENDING:
+                self._submit(state, task)
         self._maybe_finish_step(state)
 
-    def _usable(self, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The newest candidate whose data files are unchanged and whose outputs still exist."""
-        for cand in candidates:
-            files = [DataFile.from_json(f) for f in cand.get("files") or []]
-            if not all(_file_unchanged(f) for f in files):
-                continue
-            if not all(self.store.artifacts.exists(r.hash) for r in cand["outputs"].values()):
-                continue
-            return cand
-        return None
-
-    def _submit(self, state: StepState, task: TaskState, inputs: dict[str, InputSpec],
-                recorded: bool = False) -> None:
-        """Submit the task's next attempt (``recorded``: its start is already in the database)."""
+    def _submit(self, state: StepState, task: TaskState) -> None:
+        """Submit the task's current attempt (already recorded as started in the database)."""
         opts = state.node.options
         assert opts is not None
-        task.attempt += 1
         spec = TaskSpec(
             run_id=self.run_id, task_id=task.task_id, attempt=task.attempt, step=state.name,
             cell=state.node.cell.number, code=state.node.analysis.body,
             body_line=state.node.analysis.body_line, cell_source=state.node.cell.source,
-            outputs=state.node.outputs, store_url=self.store.url, inputs=inputs,
+            outputs=state.node.outputs, store_url=self.store.url, inputs=state.inputs,
             required=tuple(sorted(self.graph.consumed(state.name))),
             foreach_var=opts.foreach.var if opts.foreach else None, item=task.item,
-            catch=opts.catch, fsync=bool(config.get("fsync", True)), log_topic=self._topic,
-            tail_lines=int(config.get("logs.tail-lines") or 50), result_topic=self._result_topic,
+            catch=opts.catch, fsync=bool(config.get("fsync", True)),
+            log_topic=LOG_TOPIC, result_topic=RESULT_TOPIC,
+            tail_lines=int(config.get("logs.tail-lines") or 50),
+            cwd=str(self.notebook.path.parent),
         )
-        if not recorded:
-            self.store.meta.start_attempt(task.task_id, task.attempt)
         task.status = TaskStatus.RUNNING
-        deadline = time.monotonic() + opts.timeout if opts.timeout else None
-        task.handle = self.executor.submit(
-            spec, opts.resources, lambda a: self.events.put(("done", a)), deadline)
+        task.handle = self.executor.submit(spec, opts.resources,
+                                           lambda a: self.events.put(("done", a)))
         self.on_event("task-started", {"step": state.name, "index": task.index,
                                        "attempt": task.attempt})
 
     # -- completions -----------------------------------------------------------------------------
+    def _running(self) -> list[tuple[StepState, TaskState]]:
+        return [(s, t) for s in self.steps.values() for t in s.tasks
+                if t.status == TaskStatus.RUNNING]
+
     def _pump(self, until: Callable[[], bool]) -> None:
-        """Handle finished attempts and deadlines until ``until()`` holds."""
+        """Handle worker events, finished attempts and deadlines until ``until()`` holds."""
         while not until():
-            running = [(s, t) for s in self.steps.values() for t in s.tasks
-                       if t.status == TaskStatus.RUNNING]
-            if not running:
+            running = self._running()
+            cell_busy = self._cell_thread is not None and self._cell_thread.is_alive()
+            if not running and not cell_busy:
                 self._dispatch_ready()
                 if until():
                     return
-                if not any(t.status == TaskStatus.RUNNING for s in self.steps.values()
-                           for t in s.tasks):
+                if not self._running():
                     raise RunError("internal error: waiting with nothing running")
                 continue
             deadlines = [t.handle.deadline for _, t in running
@@ -532,18 +568,20 @@ class Runner:
             try:
                 kind, payload = self.events.get(timeout=wait)
             except queue.Empty:
-                self._check_deadlines(running)
-                continue
-            if kind == "result":
+                kind, payload = "", None
+            if kind in ("result", "started"):
                 found = self._find(payload["step"], payload["task_id"], payload["attempt"])
-                if found is not None:
+                if found is not None and kind == "result":
                     self._resolve(*found, payload)
-            else:
+                elif found is not None:
+                    self._started(*found)
+            elif kind == "done":
                 attempt: Attempt = payload
                 found = self._find(attempt.spec.step, attempt.spec.task_id, attempt.spec.attempt)
                 if found is not None:  # no result event came first: the worker died, or the
                     # event was lost; ask the future
                     self._resolve(*found, self.executor.result(attempt))
+            self._check_deadlines()
 
     def _find(self, step: str, task_id: int, attempt: int) -> tuple[StepState, TaskState] | None:
         """The task whose *current* attempt this is; None for a late or stopped attempt."""
@@ -556,27 +594,47 @@ class Runner:
                 return state, task
         return None
 
-    def _check_deadlines(self, running: list[tuple[StepState, TaskState]]) -> None:
-        t = time.monotonic()
-        for state, task in running:
+    def _started(self, state: StepState, task: TaskState) -> None:
+        """The worker began the attempt: its --timeout counts from now, not from the queue."""
+        opts = state.node.options
+        if task.handle is not None and opts is not None and opts.timeout:
+            task.handle.deadline = time.monotonic() + opts.timeout
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for state, task in self._running():
             handle = task.handle
-            if handle is None or handle.deadline is None or handle.deadline > t:
+            if handle is None or handle.deadline is None or handle.deadline > now:
                 continue
             opts = state.node.options
             assert opts is not None
             task.handle = None
-            self.executor.stop(handle)
+            self.executor.stop([handle])
             error = (f"step {state.name!r} ran longer than its --timeout of {opts.timeout:g} s; "
                      "its worker was restarted to stop it")
+            result = {"error": error, "error_type": "Timeout", "exception": None,
+                      **self._saved_live_logs(task)}
             self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.TIMED_OUT,
                                            error=error)
-            self._after_failure(state, task, {"error": error, "error_type": "Timeout",
-                                              "exception": None}, TaskStatus.TIMED_OUT)
+            self._after_failure(state, task, result, TaskStatus.TIMED_OUT)
+
+    def _saved_live_logs(self, task: TaskState) -> dict[str, Any]:
+        """An attempt that never reported back: keep the lines it streamed, as its logs."""
+        with self._live_lock:
+            streams = self._live_logs.pop((task.task_id, task.attempt), {})
+        out: dict[str, Any] = {}
+        for stream, lines in streams.items():
+            rel = f"logs/{self.run_id}/{task.task_id}.{task.attempt}.{stream}"
+            with contextlib.suppress(OSError):
+                out[f"{stream}_path"] = self.store.artifacts.write_text(rel, "\n".join(lines) + "\n")
+        return out
 
     def _resolve(self, state: StepState, task: TaskState, result: dict[str, Any]) -> None:
         """Record how the task's current attempt ended, then retry, or finish the task."""
         worker = result.get("worker")
         if result["status"] == "succeeded":
+            with self._live_lock:
+                self._live_logs.pop((task.task_id, task.attempt), None)
             outputs = {n: ArtifactRef.from_json(r) for n, r in result["outputs"].items()}
             self.store.meta.finish_task(
                 task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker,
@@ -589,6 +647,11 @@ class Runner:
                                             "duration": result["finished"] - result["started"]})
             self._maybe_finish_step(state)
             return
+        if "stdout_path" not in result:  # the worker died: keep what it streamed
+            result = {**result, **self._saved_live_logs(task)}
+        else:
+            with self._live_lock:
+                self._live_logs.pop((task.task_id, task.attempt), None)
         self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.FAILED,
                                        worker=worker, error=result.get("error"), **_times(result))
         self._after_failure(state, task, result, TaskStatus.FAILED)
@@ -600,7 +663,9 @@ class Runner:
         if task.attempt <= opts.retry:
             self.on_event("task-retry", {"step": state.name, "index": task.index,
                                          "attempt": task.attempt, "error": result.get("error")})
-            self._submit(state, task, state.inputs)
+            task.attempt += 1
+            self.store.meta.start_attempt(task.task_id, task.attempt)
+            self._submit(state, task)
             return
         outputs: dict[str, ArtifactRef] = {}
         exc_ref = result.get("exception")
@@ -643,40 +708,34 @@ class Runner:
         self._dispatch_ready()
 
     def _abandon(self, reason: str) -> None:
-        """Stop what is still running and mark what never ran as cancelled."""
+        """Stop what is still running (restarting its workers) and close every open record."""
+        handles = [t.handle for s in self.steps.values() for t in s.tasks if t.handle is not None]
+        if handles and self.executor.connected:
+            with contextlib.suppress(Exception):
+                self.executor.stop(handles)
         for state in self.steps.values():
             for task in state.tasks:
-                if task.status.finished:
-                    continue
-                if task.handle is not None:
-                    task.handle.future.cancel()
-                self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.CANCELLED,
-                                               error=reason)
-                self.store.meta.finish_task(task.task_id, TaskStatus.CANCELLED, error=reason)
-                task.status = TaskStatus.CANCELLED
+                if not task.status.finished:
+                    task.status, task.handle = TaskStatus.CANCELLED, None
             if not state.done and not state.tasks:
                 self._cancel_step(state, reason)
             state.done = True
+        self.store.meta.close_open_tasks(self.run_id, reason)
 
 
-class _CellFailed(Exception):
-    """A plain cell raised, or reads a step that failed: the run cannot go on."""
-
-
-_MISSING = object()
-
-
-def _file_unchanged(f: DataFile) -> bool:
+@contextlib.contextmanager
+def _notebook_dir(folder: Path) -> Iterator[None]:
+    """Work in the notebook's folder, with it on ``sys.path``, as a Jupyter kernel does."""
+    before = os.getcwd()
+    entry = str(folder)
+    os.chdir(folder)
+    sys.path.insert(0, entry)
     try:
-        st = os.stat(f.path)
-    except OSError:
-        return False
-    if st.st_size != f.size:
-        return False
-    if st.st_mtime_ns == f.mtime_ns:
-        return True
-    now_ = describe_file(f.path)
-    return now_ is not None and now_.hash == f.hash
+        yield
+    finally:
+        os.chdir(before)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def _times(result: dict[str, Any]) -> dict[str, Any]:
@@ -710,16 +769,18 @@ def run_notebook(
     store: Store,
     executor: Executor,
     params: dict[str, Any] | None = None,
+    param_args: Sequence[str] = (),
     force: bool = False,
-    force_steps: Iterable[str] = (),
-    resumed_from: str | None = None,
     on_log: LogHandler | None = None,
     on_event: EventHandler | None = None,
 ) -> str:
-    """Run the notebook at ``path`` as a new run; returns its id."""
+    """Run the notebook at ``path`` as a new run; returns its id.
+
+    Parameters come as ``param_args`` (``NAME=VALUE`` strings, as on the command line) and/or as
+    ``params`` (Python values, which win)."""
     nb = nbmod.load(os.fspath(path))
-    runner = Runner(nb, store, executor, params=params, force=force, force_steps=force_steps,
-                    resumed_from=resumed_from, on_log=on_log, on_event=on_event)
+    runner = Runner(nb, store, executor, params=params, param_args=param_args, force=force,
+                    on_log=on_log, on_event=on_event)
     return runner.run()
 
 
@@ -732,7 +793,8 @@ def resume_run(
     on_log: LogHandler | None = None,
     on_event: EventHandler | None = None,
 ) -> str:
-    """Re-run what failed or never ran in ``run_id`` (and ``from_steps`` with their descendants)."""
+    """A new run of ``run_id``'s notebook with its parameters that takes every step that succeeded
+    there as it is, and runs the rest (and ``from_steps`` with everything downstream of them)."""
     original = store.meta.run(run_id)
     if original is None:
         raise RunError(f"no run {run_id!r} in {store.url}; `nbflow runs` lists them")
@@ -745,9 +807,16 @@ def resume_run(
     if unknown:
         raise RunError(f"--from {', '.join(unknown)}: no such step; the notebook has "
                        f"{', '.join(graph.steps)}")
-    overrides = (original.get("driver") or {}).get("overrides") or {}
-    runner = Runner(nb, store, executor, params=overrides,
-                    force_steps=graph.descendants(from_steps), resumed_from=run_id,
+    by_step: dict[str, list[Row]] = {}
+    for task in store.meta.tasks(run_id):
+        by_step.setdefault(task["step"], []).append(task)
+    reuse = {step: sorted(tasks, key=lambda t: (t["idx"] is not None, t["idx"] or 0))
+             for step, tasks in by_step.items()
+             if step in graph.steps and all(TaskStatus(t["status"]).ok for t in tasks)}
+    driver = original.get("driver") or {}
+    runner = Runner(nb, store, executor, param_args=driver.get("param_args") or (),
+                    params=driver.get("params") or None,
+                    force_steps=graph.descendants(from_steps), resumed_from=run_id, reuse=reuse,
                     on_log=on_log, on_event=on_event, graph=graph)
     return runner.run()
 

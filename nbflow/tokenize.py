@@ -33,6 +33,24 @@ class _TokenPickler(cloudpickle.Pickler):  # type: ignore[misc]
         return super().reducer_override(obj)
 
 
+class _SortedSet(tuple[Any, ...]):
+    """Stands in for a set while tokenizing: its members in a stable order."""
+
+
+def _canonical(obj: Any, seen: set[int]) -> Any:
+    """Sets (whose pickle follows an iteration order that string hashing randomizes per process)
+    replaced by their sorted members, inside plain containers."""
+    t = type(obj)
+    if t in (set, frozenset):
+        return _SortedSet(sorted((_canonical(v, seen) for v in obj),
+                                 key=lambda v: value_token(v, seen)))
+    if t in (list, tuple):
+        return t(_canonical(v, seen) for v in obj)
+    if t is dict:
+        return {_canonical(k, seen): _canonical(v, seen) for k, v in obj.items()}
+    return obj
+
+
 def _class_token(cls: type, seen: set[int]) -> str:
     if id(cls) in seen:  # a class that refers to itself (a method naming its own class)
         return f"class:{cls.__qualname__}"
@@ -48,5 +66,6 @@ def _class_token(cls: type, seen: set[int]) -> str:
 def value_token(obj: Any, seen: set[int] | None = None) -> str:
     """A hex token of ``obj``'s content. Raises what pickling raises for unpicklable values."""
     buf = io.BytesIO()
-    _TokenPickler(buf, set() if seen is None else seen).dump(obj)
+    seen = set() if seen is None else seen
+    _TokenPickler(buf, seen).dump(_canonical(obj, seen))
     return xxhash.xxh3_128(buf.getvalue()).hexdigest()

@@ -65,6 +65,8 @@ class TaskSpec:
     # without a second round trip to fetch it from the worker.
     result_topic: str | None = None
     tail_lines: int = 50
+    # The notebook's folder: the task runs there, with it on sys.path, when the worker has it.
+    cwd: str | None = None
 
     @property
     def filename(self) -> str:
@@ -100,8 +102,8 @@ class _TaskLog:
 
 
 def _emit(spec: TaskSpec, stream: str, lines: list[str]) -> None:
-    _publish(spec.log_topic, {"run": spec.run_id, "task": spec.task_id, "step": spec.step,
-                              "stream": stream, "lines": lines})
+    _publish(spec.log_topic, {"run": spec.run_id, "task": spec.task_id, "attempt": spec.attempt,
+                              "step": spec.step, "stream": stream, "lines": lines})
 
 
 def _publish(topic: str | None, message: dict[str, Any]) -> None:
@@ -136,6 +138,12 @@ class _ThreadRouter(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
@@ -156,9 +164,11 @@ def _install_process_hooks() -> None:
 
 
 # -- data files read by a task ---------------------------------------------------------------------
-_PYTHON_DIRS = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+_PYTHON_DIRS = {os.path.join(os.path.realpath(p), "")
+                for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
 _IGNORED_PREFIXES = (*_PYTHON_DIRS, "/proc/", "/sys/", "/dev/")
-_IGNORED_SUFFIXES = (".py", ".pyc", ".so", ".pth", ".json.gz")
+# Python source and extension modules are imports, covered by the environment part of the key.
+_IGNORED_SUFFIXES = (".py", ".pyc", ".so", ".pth")
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -262,6 +272,9 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     """Run one attempt of one task; never raises for the step's own errors (they are reported)."""
     _install_process_hooks()
     started = time.time()
+    _publish(spec.result_topic, {"kind": "started", "run": spec.run_id, "step": spec.step,
+                                 "task_id": spec.task_id, "attempt": spec.attempt})
+    _enter_notebook_dir(spec.cwd)
     store = _store(spec.store_url, spec.fsync)
     result: dict[str, Any] = {
         "status": "failed", "outputs": {}, "missing": [], "skipped": {}, "error": None, "error_type": None,
@@ -330,9 +343,20 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
                 with contextlib.suppress(OSError):
                     result[f"{stream}_path"] = store.write_text(f"{prefix}.{stream}", text)
         result["finished"] = time.time()
-    _publish(spec.result_topic, {"step": spec.step, "task_id": spec.task_id,
-                                 "attempt": spec.attempt, **result})
+    _publish(spec.result_topic, {"kind": "result", "run": spec.run_id, "step": spec.step,
+                                 "task_id": spec.task_id, "attempt": spec.attempt, **result})
     return result
+
+
+def _enter_notebook_dir(cwd: str | None) -> None:
+    """Run where the notebook is, like the driver (process-wide: one notebook folder per worker
+    at a time). A worker that does not have the folder (another machine) stays where it is."""
+    if not cwd or not os.path.isdir(cwd):
+        return
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 class OutputError(Exception):

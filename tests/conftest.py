@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import dask.config
 import nbformat
 import psutil
 import pytest
@@ -19,8 +20,10 @@ WORKER_MEMORY = 2 * 2**30
 
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[Client]:
-    """Two single-threaded worker processes declaring memory and cpus, as nbflow's default does."""
+    """Two single-threaded worker processes declaring memory and cpus, as nbflow's default does
+    (Dask must not re-run a task whose worker died: nbflow counts attempts itself)."""
     with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -89,3 +92,202 @@ def _is_dask_worker(p: psutil.Process) -> bool:
         return "multiprocessing" in " ".join(p.cmdline())
     except psutil.Error:
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: a private, throwaway server for the test session (tests/test_postgres.py).
+# `bash scripts/test` installs the server binaries (Debian's postgresql) and psycopg when missing.
+
+PG_SETUP_HINT = ("run `bash scripts/test` once (it installs Debian's postgresql package and "
+                 "psycopg through the `test` extra), then run the tests again")
+
+
+def _pg_bindir() -> Path | None:
+    """The folder of initdb/pg_ctl/postgres: on PATH, from `pg_config --bindir`, or Debian's."""
+    import glob
+    import shutil
+    import subprocess
+
+    found = shutil.which("initdb")
+    if found:
+        folder = Path(found).resolve().parent
+        if (folder / "pg_ctl").exists() and (folder / "postgres").exists():
+            return folder
+    candidates: list[Path] = []
+    if shutil.which("pg_config"):
+        try:
+            out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                                 timeout=30, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            candidates.append(Path(out))
+    versions = glob.glob("/usr/lib/postgresql/*/bin")
+    versions.sort(key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+                  reverse=True)
+    candidates += [Path(p) for p in versions]
+    for folder in candidates:
+        if all((folder / name).exists() for name in ("initdb", "pg_ctl", "postgres")):
+            return folder
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class PostgresServer:
+    """initdb + pg_ctl in a temp dir; as root, both run as the `postgres` user."""
+
+    def __init__(self, bindir: Path) -> None:
+        import os
+        import tempfile
+
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="nbflow-pg-"))
+        self.data = self.root / "data"
+        self.sockets = self.root / "sockets"
+        self.log = self.root / "server.log"
+        self.port = 0
+        self.as_root = os.geteuid() == 0
+        self.sockets.mkdir()
+        if self.as_root:
+            import pwd
+            import shutil
+
+            try:
+                pg_user = pwd.getpwnam("postgres")
+            except KeyError:
+                shutil.rmtree(self.root, ignore_errors=True)
+                pytest.fail("there is no `postgres` user to run the PostgreSQL test server as "
+                            f"(initdb refuses to run as root): {PG_SETUP_HINT}", pytrace=False)
+            for path in (self.root, self.sockets):
+                os.chown(path, pg_user.pw_uid, pg_user.pw_gid)
+
+    def _run(self, *args: str) -> None:
+        import subprocess
+
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False,
+                              cwd=self.root)
+        if proc.returncode != 0:
+            log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stdout}"
+                               f"{proc.stderr}\n{log}")
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "--encoding=UTF8", "--no-locale", "--no-sync")
+        last: Exception | None = None
+        for _ in range(3):  # a free port can be taken by someone else before the server binds it
+            self.port = _free_port()
+            options = " ".join([
+                "-c listen_addresses=127.0.0.1", f"-c port={self.port}",
+                f"-c unix_socket_directories={self.sockets}", "-c timezone=UTC",
+                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+                "-c max_connections=200",
+            ])
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
+                          "-w", "-t", "60", "start")
+                return
+            except RuntimeError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def admin(self, sql: str) -> None:
+        """Run one statement outside a transaction (CREATE/DROP DATABASE) on the server."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres", "postgresql"), autocommit=True,
+                             connect_timeout=30) as conn:
+            conn.execute(sql)
+
+
+def _require_psycopg() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"psycopg is not installed ({exc}): {PG_SETUP_HINT}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server on 127.0.0.1 for this test session; missing binaries fail."""
+    _require_psycopg()
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.fail("PostgreSQL's server binaries (initdb, pg_ctl, postgres) were not found on "
+                    f"PATH, via `pg_config --bindir` or in Debian's usual place: {PG_SETUP_HINT}",
+                    pytrace=False)
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+    except Exception as exc:
+        server.stop()
+        pytest.fail(f"cannot start the PostgreSQL test server: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """``postgresql+psycopg://postgres@127.0.0.1:PORT/nbflow_test`` on the session's server."""
+    postgres_server.admin('CREATE DATABASE "nbflow_test"')
+    return postgres_server.url("nbflow_test")
+
+
+class PostgresDatabases:
+    """``make_postgres_db()`` creates an empty database and returns its URL."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.names: list[str] = []
+
+    def __call__(self) -> str:
+        import uuid
+
+        name = f"nbflow_{uuid.uuid4().hex[:16]}"
+        self.server.admin(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return self.server.url(name)
+
+    def drop_all(self) -> None:
+        for name in self.names:
+            self.server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def make_postgres_db(postgres_server: PostgresServer) -> Iterator[PostgresDatabases]:
+    """Fresh databases on demand for one test; all dropped (connections or not) afterwards."""
+    databases = PostgresDatabases(postgres_server)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def postgres_db_url(make_postgres_db: PostgresDatabases) -> str:
+    """A fresh, empty database of its own for one test: tests never see each other's rows."""
+    return make_postgres_db()

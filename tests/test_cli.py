@@ -73,6 +73,9 @@ def test_quickstart_end_to_end_on_the_default_local_cluster(tmp_path: Path) -> N
 
     logs = nbflow("logs", run["id"], "load", cwd=tmp_path)
     assert logs.returncode == 0 and "569 samples, 30 features" in logs.stdout
+    per_item = as_json(nbflow("logs", run["id"], "logreg", "--json", cwd=tmp_path))
+    assert [t["index"] for t in per_item] == [0, 1, 2, 3]
+    assert "C=0.01: accuracy" in per_item[0]["stdout"]
 
     second = nbflow("run", "quickstart.ipynb", "--param", "seed=0", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
@@ -160,6 +163,18 @@ def test_environment_problems_exit_2(tmp_path: Path, scheduler: str) -> None:
     unknown = nbflow("run", str(nb), "--param", "q=1", "--store", str(tmp_path / "s"),
                      "--cluster", scheduler, cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown parameter 'q'" in unknown.stderr
+
+    not_an_address = nbflow("run", str(nb), "--cluster", "notanaddress", "--store",
+                            str(tmp_path / "s"), cwd=tmp_path)
+    assert not_an_address.returncode == 2
+    assert "'notanaddress' is not a Dask scheduler address (missing port" in not_an_address.stderr
+    assert "Traceback" not in not_an_address.stderr
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = nbflow("runs", cwd=empty)
+    assert nothing.returncode == 2 and "no nbflow store" in nothing.stderr
+    assert not (empty / ".nbflow").exists()  # reading never creates a store
 
     missing = nbflow("show", "20200101-000000-abcdef", "--store", str(tmp_path / "s"),
                      cwd=tmp_path)

@@ -95,7 +95,8 @@ class MetadataDB:
             return
         if current is not None and current not in {r.revision for r in script.walk_revisions()}:
             raise MetadataError(
-                f"the metadata database {self.url} has schema {current}, newer than this nbflow "
+                f"the metadata database {_shown_url(self.url)} has schema {current}, newer than "
+                "this nbflow "
                 f"knows ({head}). Upgrade nbflow."
             )
         try:
@@ -160,6 +161,23 @@ class MetadataDB:
                 .values(status=TaskStatus.CANCELLED.value, error="run interrupted")
             )
         return stale
+
+    def close_open_tasks(self, run_id: str, reason: str) -> None:
+        """Mark every task and attempt of the run still pending or running as cancelled."""
+        open_states = [TaskStatus.PENDING.value, TaskStatus.RUNNING.value]
+        stamp = now()
+        with self.engine.begin() as conn:
+            open_ids = sa.select(t.tasks.c.id).where(t.tasks.c.run_id == run_id).scalar_subquery()
+            conn.execute(
+                t.attempts.update()
+                .where(t.attempts.c.task_id.in_(open_ids), t.attempts.c.status.in_(open_states))
+                .values(status=TaskStatus.CANCELLED.value, error=reason, finished_at=stamp)
+            )
+            conn.execute(
+                t.tasks.update()
+                .where(t.tasks.c.run_id == run_id, t.tasks.c.status.in_(open_states))
+                .values(status=TaskStatus.CANCELLED.value, error=reason, finished_at=stamp)
+            )
 
     def runs(
         self,
