@@ -93,8 +93,7 @@ def local_cluster() -> Client:
 def connect(address: str | None = None) -> tuple[Client, str]:
     """A client for the configured cluster, and its kind: local, address, class or existing."""
     from distributed import Client, default_client
-    from distributed.comm import parse_address
-    from distributed.comm.addressing import parse_host_port
+    from distributed.comm.addressing import parse_address, parse_host_port
 
     address = address or config.get("cluster.address")
     if address:
