@@ -250,7 +250,15 @@ class Runner:
         return self.run_id
 
     def _connected(self, executor: Executor) -> None:
-        """First contact with the cluster: refuse requests no worker can serve, record it."""
+        """First contact with the cluster: refuse what it cannot do, and record it."""
+        if self.store.url.startswith("memory://"):
+            remote = [w.address for w in executor.workers() if not w.address.startswith("inproc")]
+            if remote:
+                raise ClusterError(
+                    f"the store {self.store.url} lives in this process's memory, which the "
+                    f"workers (e.g. {remote[0]}) cannot reach. Use a folder or an object store "
+                    "(--store), or a cluster whose workers run in this process (processes=False)."
+                )
         for state in self.steps.values():
             opts = state.node.options
             assert opts is not None

@@ -157,3 +157,12 @@ def test_set_tokens_do_not_depend_on_string_hashing() -> None:
                              env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
               for seed in ("1", "2", "3")}
     assert len(tokens) == 1
+
+
+def test_a_memory_store_with_worker_processes_is_refused(notebook, executor) -> None:
+    from nbflow.execute import ClusterError
+    from nbflow.store import open_store
+
+    store = open_store("memory://nbflow-refused", db="sqlite://")
+    with pytest.raises(ClusterError, match="lives in this process's memory"):
+        run_notebook(notebook(["%%step a\nx = 1"]), store=store, executor=executor)
