@@ -141,21 +141,28 @@ def _free_port() -> int:
         return port
 
 
+PG_TEMP_PREFIX = "nbflow-pg-"
+
+
 class PostgresServer:
     """initdb + pg_ctl in a temp dir; as root, both run as the `postgres` user."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, root: Path | None = None) -> None:
+        """A new temp dir, or (``root``) the dir of an earlier server, to stop it."""
         import os
         import tempfile
 
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="nbflow-pg-"))
+        self.root = root or Path(tempfile.mkdtemp(prefix=PG_TEMP_PREFIX))
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
         self.log = self.root / "server.log"
         self.port = 0
         self.as_root = os.geteuid() == 0
+        if root is not None:
+            return
         self.sockets.mkdir()
+        (self.root / "owner").write_text(str(os.getpid()))  # see _stop_abandoned_servers
         if self.as_root:
             import pwd
             import shutil
@@ -224,6 +231,24 @@ class PostgresServer:
             conn.execute(sql)
 
 
+def _stop_abandoned_servers(bindir: Path) -> None:
+    """Stop and remove the servers of earlier test sessions that were killed before their
+    teardown (their pytest process is gone), so they do not pile up on a developer's machine."""
+    import contextlib
+    import tempfile
+
+    for root in Path(tempfile.gettempdir()).glob(f"{PG_TEMP_PREFIX}*"):
+        try:
+            owner = int((root / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if psutil.pid_exists(owner):
+            continue
+        # someone else's, or already half gone: not this session's business
+        with contextlib.suppress(Exception):
+            PostgresServer(bindir, root).stop()
+
+
 def _require_psycopg() -> None:
     try:
         import psycopg  # noqa: F401
@@ -240,6 +265,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.fail("PostgreSQL's server binaries (initdb, pg_ctl, postgres) were not found on "
                     f"PATH, via `pg_config --bindir` or in Debian's usual place: {PG_SETUP_HINT}",
                     pytrace=False)
+    _stop_abandoned_servers(bindir)
     server = PostgresServer(bindir)
     try:
         server.start()

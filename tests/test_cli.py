@@ -238,8 +238,11 @@ def test_killed_driver_shows_interrupted_and_resume_finishes(tmp_path: Path,
         stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
+        runs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            runs = as_json(nbflow("runs", "--json", *store, cwd=tmp_path, env=env))
+            listed = nbflow("runs", "--json", *store, cwd=tmp_path, env=env)
+            # Until the driver has created the store, `runs` says there is none (exit 2).
+            runs = json.loads(listed.stdout) if listed.returncode == 0 else []
             if runs:
                 tasks = as_json(nbflow("show", runs[0]["id"], "--json", *store, cwd=tmp_path,
                                        env=env))["tasks"]
@@ -253,6 +256,7 @@ def test_killed_driver_shows_interrupted_and_resume_finishes(tmp_path: Path,
     finally:
         if driver.poll() is None:
             driver.kill()
+        driver.wait(timeout=30)
         go.touch()  # lets the orphaned task on the cluster end
     run_id = runs[0]["id"]
     deadline = time.monotonic() + 60

@@ -10,6 +10,8 @@ Rows come back as plain dicts with timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -31,9 +33,30 @@ def now() -> dt.datetime:
 
 
 def _aware(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
+    """Datetimes as aware UTC, whatever the database's own time zone."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
     return value
+
+
+def _finite(obj: Any) -> Any:
+    """JSON that every database takes: NaN and infinities become strings ("inf", "nan")."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _json_dumps(obj: Any) -> str:
+    return json.dumps(_finite(obj))
+
+
+def _text(value: Any) -> Any:
+    """Text every database stores: PostgreSQL refuses NUL characters."""
+    return value.replace("\x00", "\\x00") if isinstance(value, str) else value
 
 
 def _row(mapping: Mapping[Any, Any]) -> Row:
@@ -73,12 +96,19 @@ class MetadataDB:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        engine: sa.Engine | None = None
         try:
-            self.engine = sa.create_engine(url)
+            engine = self.engine = sa.create_engine(url, json_serializer=_json_dumps)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self._migrate()
+        except MetadataError:
+            if engine is not None:
+                engine.dispose()
+            raise
         except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            if engine is not None:
+                engine.dispose()
             shown = _shown_url(url)
             raise MetadataError(
                 f"cannot open the metadata database {shown}: {exc.__class__.__name__}: "
@@ -131,7 +161,7 @@ class MetadataDB:
         self.update_run(run_id, heartbeat_at=now())
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
-        self.update_run(run_id, status=status.value, error=error, finished_at=now())
+        self.update_run(run_id, status=status.value, error=_text(error), finished_at=now())
 
     def mark_interrupted(self, stale_after: float) -> list[str]:
         """Runs still `running` whose driver has not heartbeated for ``stale_after`` seconds."""
@@ -246,7 +276,7 @@ class MetadataDB:
             conn.execute(
                 t.attempts.update()
                 .where(t.attempts.c.task_id == task_id, t.attempts.c.number == number)
-                .values(status=status.value, worker=worker, error=error, **values)
+                .values(status=status.value, worker=worker, error=_text(error), **values)
             )
 
     def finish_task(
@@ -260,6 +290,8 @@ class MetadataDB:
     ) -> None:
         """Record a task's end (and, with ``attempt``, that attempt's end) in one transaction."""
         values.setdefault("finished_at", now())
+        if "error" in values:
+            values["error"] = _text(values["error"])
         with self.engine.begin() as conn:
             if attempt is not None:
                 conn.execute(
