@@ -299,7 +299,7 @@ class Dispatcher:
             catch=opts.catch, fsync=bool(config.get("fsync", True)),
             log_topic=LOG_TOPIC, result_topic=RESULT_TOPIC,
             tail_lines=int(config.get("logs.tail-lines") or 50),
-            cwd=str(self.folder),
+            cwd=str(self.folder), report_start=bool(opts.timeout),
         )
         task.status = TaskStatus.RUNNING
         task.handle = self.executor.submit(spec, opts.resources,

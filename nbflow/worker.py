@@ -67,6 +67,8 @@ class TaskSpec:
     tail_lines: int = 50
     # The notebook's folder: the task runs there, with it on sys.path, when the worker has it.
     cwd: str | None = None
+    # Publish a "started" event too (the driver counts --timeout from it).
+    report_start: bool = False
 
     @property
     def filename(self) -> str:
@@ -272,8 +274,9 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     """Run one attempt of one task; never raises for the step's own errors (they are reported)."""
     _install_process_hooks()
     started = time.time()
-    _publish(spec.result_topic, {"kind": "started", "run": spec.run_id, "step": spec.step,
-                                 "task_id": spec.task_id, "attempt": spec.attempt})
+    if spec.report_start:
+        _publish(spec.result_topic, {"kind": "started", "run": spec.run_id, "step": spec.step,
+                                     "task_id": spec.task_id, "attempt": spec.attempt})
     _enter_notebook_dir(spec.cwd)
     store = _store(spec.store_url, spec.fsync)
     result: dict[str, Any] = {
