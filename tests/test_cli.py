@@ -160,6 +160,11 @@ def test_environment_problems_exit_2(tmp_path: Path, scheduler: str) -> None:
     assert unwritable.returncode == 2
     assert "cannot create the nbflow store folder" in unwritable.stderr
 
+    bad_url = nbflow("run", str(nb), "--store", "nosuchprotocol://bucket/x", "--db",
+                     f"sqlite:///{tmp_path / 'db.sqlite'}", cwd=tmp_path)
+    assert bad_url.returncode == 2
+    assert "cannot use 'nosuchprotocol://bucket/x' as an artifact store" in bad_url.stderr
+
     unknown = nbflow("run", str(nb), "--param", "q=1", "--store", str(tmp_path / "s"),
                      "--cluster", scheduler, cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown parameter 'q'" in unknown.stderr
