@@ -10,15 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Artifact", "Flow", "Run", "Step", "Task", "__version__"]
+__all__ = ["Artifact", "Flow", "Run", "Step", "Task", "__version__", "load_ipython_extension"]
 
 if TYPE_CHECKING:
     from nbflow.client import Artifact, Flow, Run, Step, Task
 
 
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext nbflow``: registers ``%%step``, ``%%resources`` and ``%nbflow``."""
+    from nbflow.magics import load_ipython_extension as load
+
+    load(ip)
+
+
 def __getattr__(name: str) -> Any:
     # Imported lazily so that `import nbflow` on a Dask worker stays cheap.
-    if name in __all__:
+    if name in ("Artifact", "Flow", "Run", "Step", "Task"):
         from nbflow import client
 
         return getattr(client, name)

@@ -107,8 +107,9 @@ class Dispatcher:
         self.failed = False
         # True while the driver is busy elsewhere (a plain cell on its thread): waiting is fine.
         self.busy: Callable[[], bool] = lambda: False
-        # Handled in order by the driver thread: ("result", msg) and ("started", msg) published by
-        # workers, ("done", Attempt) from a future's callback, ("cell", None) when a plain cell ends.
+        # Handled in order by the driver thread: ("result", msg), ("started", msg) and ("log", msg)
+        # published by workers, ("done", Attempt) from a future's callback, ("cell", None) when a
+        # plain cell ends.
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._live_logs: dict[tuple[int, int], dict[str, list[str]]] = {}
         self._live_lock = threading.Lock()
@@ -124,8 +125,8 @@ class Dispatcher:
         with self._live_lock:
             streams = self._live_logs.setdefault((msg["task"], msg.get("attempt", 0)), {})
             streams.setdefault(msg["stream"], []).extend(msg["lines"])
-        if self.on_log is not None:
-            self.on_log(msg)
+        if self.on_log is not None:  # echoed by the driver thread (a kernel's output goes to
+            self.events.put(("log", msg))  # the cell of the thread that writes it)
 
     def load(self, spec: InputSpec) -> Any:
         kind, value = spec
@@ -333,7 +334,9 @@ class Dispatcher:
                 kind, payload = self.events.get(timeout=wait)
             except queue.Empty:
                 kind, payload = "", None
-            if kind in ("result", "started"):
+            if kind == "log" and self.on_log is not None:
+                self.on_log(payload)
+            elif kind in ("result", "started"):
                 found = self._find(payload["step"], payload["task_id"], payload["attempt"])
                 if found is not None and kind == "result":
                     self._resolve(*found, payload)

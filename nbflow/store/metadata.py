@@ -63,6 +63,9 @@ def _row(mapping: Mapping[Any, Any]) -> Row:
     return {k: _aware(v) for k, v in mapping.items()}
 
 
+_MIGRATION_LOCK = 0x6E62666C6F77  # "nbflow": the PostgreSQL advisory lock taken to migrate
+
+
 def _shown_url(url: str) -> str:
     """The URL without its password, for messages."""
     try:
@@ -131,10 +134,17 @@ class MetadataDB:
             )
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # One migrator at a time; the others find the schema current once they get
+                    # the lock (it is released when this transaction ends).
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": _MIGRATION_LOCK})
+                    if MigrationContext.configure(conn).get_current_revision() == head:
+                        return
                 command.upgrade(_alembic_config(conn), "head")
         except sa.exc.DBAPIError:
-            # Another process opening the same new database may have migrated it first: that
-            # is fine if the schema is now current, and a real error otherwise.
+            # SQLite: another process opening the same new database may have migrated it first:
+            # that is fine if the schema is now current, and a real error otherwise.
             for _ in range(50):
                 with self.engine.connect() as conn:
                     if MigrationContext.configure(conn).get_current_revision() == head:
@@ -244,6 +254,13 @@ class MetadataDB:
         if values:
             with self.engine.begin() as conn:
                 conn.execute(t.steps.insert(), values)
+
+    def save_step(self, run_id: str, row: Mapping[str, Any]) -> None:
+        """Record a step of a run, replacing an earlier version of it (interactive runs)."""
+        with self.engine.begin() as conn:
+            conn.execute(t.steps.delete().where(t.steps.c.run_id == run_id,
+                                                t.steps.c.name == row["name"]))
+            conn.execute(t.steps.insert().values(run_id=run_id, **row))
 
     def steps(self, run_id: str) -> list[Row]:
         with self.engine.connect() as conn:

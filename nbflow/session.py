@@ -1,0 +1,207 @@
+"""A kernel's interactive work as one run: each execution of a step cell is a task, run on the cluster.
+
+``InteractiveSession`` holds what a kernel needs between cells: the store, the executor (connected
+when a step first has to execute), the interactive run (created with the first step cell, kept
+alive by a heartbeat, finished when the kernel exits), and which kernel names hold values that came
+from the store, so that passing them to a later step sends their artifact reference, not the data.
+It knows nothing of IPython: ``nbflow.magics`` is the thin layer on top.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from nbflow import cache, config, environment
+from nbflow.analyze import AnalysisError, analyze_cell, normalize_code
+from nbflow.dispatch import LOG_TOPIC, RESULT_TOPIC, Dispatcher, LogHandler
+from nbflow.execute import Executor
+from nbflow.graph import Cell, FlowGraph, Node
+from nbflow.model import RunStatus, TaskStatus
+from nbflow.runner import new_run_id
+from nbflow.scope import IGNORED_NAMES
+from nbflow.store import Store, open_store
+from nbflow.tokenize import value_token
+from nbflow.worker import InputSpec
+
+
+class StepFailed(Exception):
+    """A step cell's task failed; rendered by IPython as the worker's traceback, nothing more."""
+
+    def __init__(self, step: str, errors: list[str]) -> None:
+        super().__init__(f"step {step!r} failed")
+        self.step = step
+        self.errors = errors
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of our frames
+        return [line for e in self.errors for line in e.rstrip().splitlines()]
+
+
+@dataclass
+class StepOutcome:
+    """What running a step cell did."""
+
+    step: str
+    statuses: list[TaskStatus]
+    cached_from: list[str] = field(default_factory=list)  # run ids the cached outputs came from
+    bound: list[str] = field(default_factory=list)
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.statuses) and all(s == TaskStatus.CACHED for s in self.statuses)
+
+
+class InteractiveSession:
+    """Runs step cells for one kernel and records them in one interactive run."""
+
+    def __init__(self, namespace: dict[str, Any], *, store: Store | None = None,
+                 executor: Executor | None = None, notebook: str | None = None) -> None:
+        self.namespace = namespace
+        self._store = store
+        self.executor = executor or Executor.connect()
+        self.notebook = notebook or os.environ.get("JPY_SESSION_NAME") or None
+        self.run_id: str | None = None
+        self._bound: dict[str, tuple[InputSpec, Any]] = {}
+        self._stop = threading.Event()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store()
+        return self._store
+
+    @property
+    def flow(self) -> str:
+        return Path(self.notebook).stem if self.notebook else "interactive"
+
+    # -- the interactive run -------------------------------------------------------------------
+    def _ensure_run(self) -> str:
+        if self.run_id is None:
+            self.run_id = new_run_id()
+            self.store.meta.create_run(
+                id=self.run_id, flow=self.flow, kind="interactive",
+                notebook_path=str(Path(self.notebook).resolve()) if self.notebook else None,
+                params={}, environment=environment.capture([]), store_url=self.store.url,
+                cluster=self.executor.describe(),
+                driver={"host": socket.gethostname(), "pid": os.getpid()})
+            threading.Thread(target=self._heartbeat, name="nbflow-heartbeat", daemon=True).start()
+            atexit.register(self.close)
+        return self.run_id
+
+    def _heartbeat(self) -> None:
+        interval = float(config.get("heartbeat.interval") or 5)
+        while not self._stop.wait(interval):
+            with contextlib.suppress(Exception):
+                self.store.meta.heartbeat(self.run_id or "")
+
+    def close(self) -> None:
+        """Finish the interactive run (at kernel exit)."""
+        if self.run_id is not None and not self._stop.is_set():
+            self._stop.set()
+            with contextlib.suppress(Exception):
+                self.store.meta.finish_run(self.run_id, RunStatus.SUCCEEDED)
+
+    # -- one step cell -------------------------------------------------------------------------
+    def _inputs(self, node: Node) -> tuple[dict[str, InputSpec], dict[str, str]]:
+        specs: dict[str, InputSpec] = {}
+        tokens: dict[str, str] = {}
+        for name in node.analysis.inputs:
+            if name not in self.namespace:
+                if name in IGNORED_NAMES:
+                    continue
+                raise AnalysisError(
+                    f"{name!r} is read here but not defined in this kernel",
+                    cell=node.cell.number, hint=f"run the cell that defines {name!r} first",
+                )
+            value = self.namespace[name]
+            bound = self._bound.get(name)
+            if bound is not None and bound[1] is value:
+                specs[name] = bound[0]  # came from the store: pass the reference, not the data
+                continue
+            if type(value).__name__ == "module" and hasattr(value, "__name__"):
+                specs[name] = ("module", value.__name__)
+                tokens[name] = cache.hash_json(["module", value.__name__,
+                                                environment.package_versions([value.__name__])])
+                continue
+            try:
+                specs[name] = ("value", cloudpickle.dumps(value, protocol=5))
+                tokens[name] = value_token(value)
+            except Exception as exc:
+                raise AnalysisError(
+                    f"{name!r}, a {type(value).__name__}, cannot be shipped to a worker: {exc}",
+                    cell=node.cell.number,
+                    hint=f"create {name!r} inside the step (or in an earlier step) instead",
+                ) from None
+        return specs, tokens
+
+    def run_step(self, source: str, *, cell: int | None = None,
+                 on_log: LogHandler | None = None,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> StepOutcome:
+        """Analyse ``source`` (a whole step cell), run it on the cluster (or take it from the
+        cache), record it, and bind its outputs into the namespace."""
+        analysis = analyze_cell(source, cell=cell)
+        opts = analysis.options
+        if opts is None:
+            raise AnalysisError("this cell has no %%step line", cell=cell,
+                                hint="start the cell with `%%step NAME`")
+        if not normalize_code(analysis.body).strip():
+            raise AnalysisError(f"step {opts.name!r} has no code", cell=cell,
+                                hint="write the step's code below its header lines")
+        node = Node(Cell(number=cell or 0, source=source), analysis,
+                    by_value=tuple(n for n in analysis.inputs if n not in IGNORED_NAMES
+                                   or n in self.namespace))
+        specs, tokens = self._inputs(node)
+        run_id = self._ensure_run()
+        graph = FlowGraph((node,))
+        dispatcher = Dispatcher(run_id, graph, self.store, self.executor,
+                                folder=Path(os.getcwd()), force=opts.force, on_log=on_log,
+                                on_event=on_event)
+        state = dispatcher.steps[opts.name]
+        state.by_value, state.by_value_tokens = specs, tokens
+        self.store.meta.save_step(run_id, {
+            "name": opts.name, "cell": cell, "code": analysis.body, "options": opts.to_json(),
+            "inputs": list(analysis.inputs), "outputs": list(analysis.outputs), "upstream": []})
+
+        def check(executor: Executor) -> None:
+            executor.check_resources(opts.resources, f"step {opts.name!r}")
+
+        self.executor.subscribe(LOG_TOPIC, dispatcher.relay_log)
+        self.executor.subscribe(RESULT_TOPIC, dispatcher.relay_result)
+        self.executor.on_connect(check)
+        try:
+            dispatcher.dispatch_ready()
+            dispatcher.pump(lambda: state.done)
+        except BaseException as exc:
+            dispatcher.abandon("interrupted by the user" if isinstance(exc, KeyboardInterrupt)
+                               else f"stopped: {exc}")
+            raise
+        finally:
+            self.executor.unsubscribe(LOG_TOPIC, dispatcher.relay_log)
+            self.executor.unsubscribe(RESULT_TOPIC, dispatcher.relay_result)
+            self.executor.remove_hook(check)
+        outcome = StepOutcome(opts.name, [t.status for t in state.tasks])
+        if not state.ok:
+            errors = [t["error"] or t["status"] for t in self.store.meta.tasks(run_id, opts.name)
+                      if t["id"] in {x.task_id for x in state.tasks} and t["status"] != "cached"]
+            raise StepFailed(opts.name, errors or [state.error or "failed"])
+        for task in state.tasks:
+            if task.status == TaskStatus.CACHED:
+                row = self.store.meta.task(task.task_id)
+                origin = self.store.meta.task(row["cached_from"]) if row else None
+                if origin is not None:
+                    outcome.cached_from.append(origin["run_id"])
+        for name, spec in state.outputs.items():
+            value = dispatcher.load(spec)
+            self.namespace[name] = value
+            self._bound[name] = (spec, value)
+            outcome.bound.append(name)
+        return outcome
