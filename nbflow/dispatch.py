@@ -65,6 +65,7 @@ class StepState:
     by_value_tokens: dict[str, str] = field(default_factory=dict)
     tasks: list[TaskState] = field(default_factory=list)
     inputs: dict[str, InputSpec] = field(default_factory=dict)  # as shipped to every task
+    running: int = 0  # tasks with an attempt under way
     dispatched: bool = False
     done: bool = False
     ok: bool = False
@@ -114,6 +115,10 @@ class Dispatcher:
         self._live_logs: dict[tuple[int, int], dict[str, list[str]]] = {}
         self._live_lock = threading.Lock()
         self._code = {name: normalize_code(s.node.analysis.body) for name, s in self.steps.items()}
+        self._required = {name: tuple(sorted(graph.consumed(name))) for name in self.steps}
+        # The tasks with an attempt under way, by task id: looked up once per event, so a
+        # foreach of many items costs no scan of all its tasks per completion.
+        self._active: dict[int, tuple[StepState, TaskState]] = {}
 
     def relay_result(self, msg: dict[str, Any]) -> None:
         if msg.get("run") == self.run_id:
@@ -295,7 +300,7 @@ class Dispatcher:
             cell=state.node.cell.number, code=state.node.analysis.body,
             body_line=state.node.analysis.body_line, cell_source=state.node.cell.source,
             outputs=state.node.outputs, store_url=self.store.url, inputs=state.inputs,
-            required=tuple(sorted(self.graph.consumed(state.name))),
+            required=self._required[state.name],
             foreach_var=opts.foreach.var if opts.foreach else None, item=task.item,
             catch=opts.catch, fsync=bool(config.get("fsync", True)),
             log_topic=LOG_TOPIC, result_topic=RESULT_TOPIC,
@@ -303,6 +308,9 @@ class Dispatcher:
             cwd=str(self.folder), report_start=bool(opts.timeout),
         )
         task.status = TaskStatus.RUNNING
+        if task.task_id not in self._active:
+            self._active[task.task_id] = (state, task)
+            state.running += 1
         task.handle = self.executor.submit(spec, opts.resources,
                                            lambda a: self.events.put(("done", a)))
         self.on_event("task-started", {"step": state.name, "index": task.index,
@@ -310,8 +318,13 @@ class Dispatcher:
 
     # -- completions -----------------------------------------------------------------------------
     def _running(self) -> list[tuple[StepState, TaskState]]:
-        return [(s, t) for s in self.steps.values() for t in s.tasks
-                if t.status == TaskStatus.RUNNING]
+        return list(self._active.values())
+
+    def _finished(self, state: StepState, task: TaskState, status: TaskStatus,
+                  outputs: dict[str, ArtifactRef]) -> None:
+        task.status, task.outputs, task.handle = status, outputs, None
+        if self._active.pop(task.task_id, None) is not None:
+            state.running -= 1
 
     def pump(self, until: Callable[[], bool]) -> None:
         """Handle worker events, finished attempts and deadlines until ``until()`` holds."""
@@ -352,14 +365,11 @@ class Dispatcher:
 
     def _find(self, step: str, task_id: int, attempt: int) -> tuple[StepState, TaskState] | None:
         """The task whose *current* attempt this is; None for a late or stopped attempt."""
-        state = self.steps.get(step)
-        if state is None:
+        found = self._active.get(task_id)
+        if found is None or found[0].name != step:
             return None
-        for task in state.tasks:
-            if (task.task_id == task_id and task.handle is not None
-                    and task.handle.spec.attempt == attempt):
-                return state, task
-        return None
+        handle = found[1].handle
+        return found if handle is not None and handle.spec.attempt == attempt else None
 
     def _started(self, state: StepState, task: TaskState) -> None:
         """The worker began the attempt: its --timeout counts from now, not from the queue."""
@@ -408,7 +418,7 @@ class Dispatcher:
                 attempt=task.attempt, **_times(result),
                 files=result.get("files"), stdout_path=result.get("stdout_path"),
                 stderr_path=result.get("stderr_path"))
-            task.status, task.outputs, task.handle = TaskStatus.SUCCEEDED, outputs, None
+            self._finished(state, task, TaskStatus.SUCCEEDED, outputs)
             self.on_event("task-finished", {"step": state.name, "index": task.index,
                                             "status": "succeeded",
                                             "duration": result["finished"] - result["started"]})
@@ -447,14 +457,14 @@ class Dispatcher:
             error=result.get("error"), error_type=result.get("error_type"),
             files=result.get("files"), stdout_path=result.get("stdout_path"),
             stderr_path=result.get("stderr_path"))
-        task.status, task.outputs, task.handle = status, outputs, None
+        self._finished(state, task, status, outputs)
         self.on_event("task-finished", {"step": state.name, "index": task.index,
                                         "status": status.value, "error": result.get("error"),
                                         "caught": opts.catch})
         self._maybe_finish_step(state)
 
     def _maybe_finish_step(self, state: StepState) -> None:
-        if state.done or not all(t.status.finished for t in state.tasks):
+        if state.done or state.running:
             return
         opts = state.node.options
         assert opts is not None
@@ -484,9 +494,11 @@ class Dispatcher:
             for task in state.tasks:
                 if not task.status.finished:
                     task.status, task.handle = TaskStatus.CANCELLED, None
+            state.running = 0
             if not state.done and not state.tasks:
                 self._cancel_step(state, reason)
             state.done = True
+        self._active.clear()
         self.store.meta.close_open_tasks(self.run_id, reason)
 
 
