@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import multiprocessing
 import time
 import uuid
 import warnings
@@ -204,25 +203,10 @@ def _open_then_write(db_url: str, tag: str, barrier: Any, report: str) -> None:
 
 def _run_children(db_url: str, n: int, tmp_path: Path) -> tuple[list[str], int]:
     """Run ``n`` children on a database; their errors, and how many tried to migrate it."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(n)
-    reports = [tmp_path / f"child-{uuid.uuid4().hex}.err" for _ in range(n)]
-    procs = [ctx.Process(target=_open_then_write, args=(db_url, f"p{i}", barrier, str(report)))
-             for i, report in enumerate(reports)]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join(timeout=240)
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
-    errors = [r.read_text() for r in reports if r.exists()]
-    errors += [f"{p.name} exited with {p.exitcode}" for p in procs if p.exitcode != 0]
-    notes = [Path(f"{r}.upgrades") for r in reports]
-    migrating = sum(1 for note in notes if note.exists() and note.read_text())
+    folder = tmp_path / uuid.uuid4().hex
+    folder.mkdir()
+    errors = test_store._run_children(_open_then_write, db_url, n, folder, with_tag=True)
+    migrating = sum(1 for note in folder.glob("child-*.err.upgrades") if note.read_text())
     return errors, migrating
 
 
