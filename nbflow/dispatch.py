@@ -56,6 +56,7 @@ class TaskState:
     handle: Attempt | None = None
     status: TaskStatus = TaskStatus.PENDING
     outputs: dict[str, ArtifactRef] = field(default_factory=dict)
+    display: dict[str, Any] | None = None  # the stored display of the last expression (a ref)
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Dispatcher:
         reuse: dict[str, list[Row]] | None = None,
         on_log: LogHandler | None = None,
         on_event: EventHandler | None = None,
+        all_outputs_required: bool = False,
     ) -> None:
         self.run_id = run_id
         self.graph = graph
@@ -115,7 +117,11 @@ class Dispatcher:
         self._live_logs: dict[tuple[int, int], dict[str, list[str]]] = {}
         self._live_lock = threading.Lock()
         self._code = {name: normalize_code(s.node.analysis.body) for name, s in self.steps.items()}
-        self._required = {name: tuple(sorted(graph.consumed(name))) for name in self.steps}
+        # Outputs that must be saved (None: all of them, as in a kernel, where any later cell may
+        # read them); any other that cannot be pickled is skipped with a warning.
+        self._required: dict[str, tuple[str, ...] | None] = {
+            name: None if all_outputs_required else tuple(sorted(graph.consumed(name)))
+            for name in self.steps}
         # The tasks with an attempt under way, by task id: looked up once per event, so a
         # foreach of many items costs no scan of all its tasks per completion.
         self._active: dict[int, tuple[StepState, TaskState]] = {}
@@ -257,6 +263,7 @@ class Dispatcher:
             else:
                 cached.append((row, hit))
                 task.status, task.outputs = TaskStatus.CACHED, dict(hit["outputs"])
+                task.display = hit.get("display")
             state.tasks.append(task)
         self._record_and_submit(state, cached, started)
 
@@ -268,7 +275,8 @@ class Dispatcher:
             row = {k: orig[k] for k in ("step", "idx", "item", "cache_key", "resources", "inputs")}
             cached.append(({**row, "run_id": self.run_id}, orig))
             state.tasks.append(TaskState(-1, orig["idx"], None, orig["cache_key"],
-                                         status=TaskStatus.CACHED, outputs=dict(orig["outputs"])))
+                                         status=TaskStatus.CACHED, outputs=dict(orig["outputs"]),
+                                         display=orig.get("display")))
         self._record_and_submit(state, cached, [])
 
     def _record_and_submit(self, state: StepState, cached: list[tuple[Row, Row]],
@@ -305,7 +313,7 @@ class Dispatcher:
             catch=opts.catch, fsync=bool(config.get("fsync", True)),
             log_topic=LOG_TOPIC, result_topic=RESULT_TOPIC,
             tail_lines=int(config.get("logs.tail-lines") or 50),
-            cwd=str(self.folder), report_start=bool(opts.timeout),
+            cwd=str(self.folder), report_start=bool(opts.timeout), display=opts.foreach is None,
         )
         task.status = TaskStatus.RUNNING
         if task.task_id not in self._active:
@@ -387,8 +395,8 @@ class Dispatcher:
             assert opts is not None
             task.handle = None
             self.executor.stop([handle])
-            error = (f"step {state.name!r} ran longer than its --timeout of {opts.timeout:g} s; "
-                     "its worker was restarted to stop it")
+            error = (f"step {state.name!r} ran longer than its --timeout of {opts.timeout:g} s "
+                     "and was stopped")
             result = {"error": error, "error_type": "Timeout", "exception": None,
                       **self._saved_live_logs(task)}
             self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.TIMED_OUT,
@@ -413,9 +421,10 @@ class Dispatcher:
             with self._live_lock:
                 self._live_logs.pop((task.task_id, task.attempt), None)
             outputs = {n: ArtifactRef.from_json(r) for n, r in result["outputs"].items()}
+            task.display = result.get("display")
             self.store.meta.finish_task(
                 task.task_id, TaskStatus.SUCCEEDED, outputs=outputs, worker=worker,
-                attempt=task.attempt, **_times(result),
+                attempt=task.attempt, display=task.display, **_times(result),
                 files=result.get("files"), stdout_path=result.get("stdout_path"),
                 stderr_path=result.get("stderr_path"))
             self._finished(state, task, TaskStatus.SUCCEEDED, outputs)

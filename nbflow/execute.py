@@ -9,9 +9,10 @@ The cluster comes from Dask's config under ``nbflow.cluster`` (see ``nbflow/nbfl
    core, each declaring its ``memory`` (bytes) and ``cpus`` as Dask worker resources.
 
 ``Executor`` wraps a ``Client`` with exactly what a run needs: submit an attempt of a task with its
-``%%resources``, be called back when it ends, cancel it (restarting its worker, since a Python thread
-cannot be killed), check up front that some worker can ever satisfy a request, and relay the
-stdout/stderr lines workers publish as Dask events.
+``%%resources``, be called back when it ends, stop it (an exception raised in its thread; a worker
+restart for code stuck in a long C call, since a Python thread cannot be killed), check up front
+that some worker can ever satisfy a request, and relay the stdout/stderr lines workers publish as
+Dask events.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,7 @@ import psutil
 
 from nbflow import config
 from nbflow.model import Resources
-from nbflow.worker import TaskSpec, run_task
+from nbflow.worker import TaskSpec, cancel_tasks, run_task
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -88,6 +90,12 @@ def local_cluster() -> Client:
             _local = (cluster, Client(cluster, set_as_default=False))
             atexit.register(_close_local)
         return _local[1]
+
+
+def reset_local_cluster() -> None:
+    """Forget the process's LocalCluster if it has stopped, so ``local_cluster()`` starts anew."""
+    if _local is not None and _local[1].status != "running":
+        _close_local()
 
 
 def connect(address: str | None = None) -> tuple[Client, str]:
@@ -172,6 +180,23 @@ class Executor:
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    def ensure_alive(self) -> None:
+        """Raise ``ClusterError`` if the cluster this executor was using has gone away (a
+        closed LocalCluster, a scheduler that stopped); not connected yet is fine."""
+        client = self._client
+        if client is None:
+            return
+        deadline = time.monotonic() + 5
+        while client.status == "connecting" and time.monotonic() < deadline:
+            time.sleep(0.05)  # a reconnect under way
+        if client.status != "running":
+            where = self.address or f"the {self.kind} cluster"
+            raise ClusterError(
+                f"the Dask cluster ({where}) went away (client {client.status}). Start it again "
+                "and re-run the cell, or connect elsewhere: `%nbflow cluster tcp://HOST:PORT`, "
+                "or `%nbflow cluster local` for a new local cluster."
+            )
 
     @property
     def client(self) -> Client:
@@ -282,14 +307,35 @@ class Executor:
         except Exception:
             return None
 
-    def stop(self, attempts: list[Attempt]) -> None:
-        """Cancel attempts and restart the workers running them, so their code really stops."""
-        workers = {w for a in attempts if (w := self.processing_worker(a)) is not None}
-        for attempt in attempts:
-            attempt.future.cancel()
-        if workers:
+    def stop(self, attempts: list[Attempt], grace: float | None = None) -> None:
+        """Stop attempts on the cluster: queued ones are cancelled; running ones get
+        ``TaskCancelled`` raised in their thread and ``grace`` seconds to end; a worker whose
+        attempt is still running after that (stuck in a long C call) is restarted."""
+        if grace is None:
+            grace = float(dask.utils.parse_timedelta(config.get("cancel-grace") or "3s"))
+        where = {id(a): self.processing_worker(a) for a in attempts}
+        by_worker: dict[str, list[tuple[str, int, int]]] = {}
+        for a in attempts:
+            address = where[id(a)]
+            if address is not None:
+                by_worker.setdefault(address, []).append(
+                    (a.spec.run_id, a.spec.task_id, a.spec.attempt))
+        for address, keys in by_worker.items():
             with contextlib.suppress(Exception):
-                self.client.restart_workers(sorted(workers), timeout=60)
+                self.client.run(cancel_tasks, keys, workers=[address])
+        deadline = time.monotonic() + grace
+        stuck: set[str] = set()
+        for attempt in attempts:
+            address = where[id(attempt)]
+            if address is not None:
+                while not attempt.future.done() and time.monotonic() < deadline:
+                    time.sleep(0.02)  # the future's state is kept by the client's own thread
+                if not attempt.future.done():
+                    stuck.add(address)
+            attempt.future.cancel()
+        if stuck:
+            with contextlib.suppress(Exception):
+                self.client.restart_workers(sorted(stuck), timeout=60)
 
     def subscribe(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
         """Call ``handler`` (on the client's event loop) with each message workers publish on

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ctypes
 import importlib
 import io
 import linecache
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TextIO
@@ -30,6 +32,7 @@ from typing import Any, TextIO
 import cloudpickle
 import xxhash
 
+from nbflow.display import format_value, split_last_expression
 from nbflow.model import ArtifactRef, DataFile
 from nbflow.store.artifacts import ArtifactStore, SerializationError
 
@@ -69,6 +72,8 @@ class TaskSpec:
     cwd: str | None = None
     # Publish a "started" event too (the driver counts --timeout from it).
     report_start: bool = False
+    # Format the value of a last expression for display (see nbflow.display); not for foreach.
+    display: bool = False
 
     @property
     def filename(self) -> str:
@@ -260,14 +265,21 @@ def _worker_address() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def compile_step(spec: TaskSpec) -> Any:
+def compile_step(spec: TaskSpec) -> tuple[Any, Any]:
+    """The step's code compiled with the cell's line numbers, and, when the cell ends in an
+    expression whose value IPython would display, that expression compiled apart (else None)."""
     import ast
 
     tree = ast.parse(spec.code, filename=spec.filename)
     ast.increment_lineno(tree, spec.body_line - 1)
     lines = spec.cell_source.splitlines(keepends=True)
     linecache.cache[spec.filename] = (len(spec.cell_source), None, lines, spec.filename)
-    return compile(tree, spec.filename, "exec")
+    last = None
+    if spec.display:
+        tree, expr = split_last_expression(tree, spec.code)
+        if expr is not None:
+            last = compile(expr, spec.filename, "eval")
+    return compile(tree, spec.filename, "exec"), last
 
 
 def run_task(spec: TaskSpec) -> dict[str, Any]:
@@ -291,17 +303,24 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             namespace[name] = load_input(store, input_spec)
         if spec.foreach_var is not None and spec.item is not None:
             namespace[spec.foreach_var] = cloudpickle.loads(spec.item)
-        code = compile_step(spec)
+        code, last = compile_step(spec)
         stage = "running"
         _current.stdout, _current.stderr = logs["stdout"], logs["stderr"]
         files: set[str] = set()
         _current.files = files
+        shown: Any = None
         try:
-            exec(code, namespace)
+            with _cancellable(spec):
+                exec(code, namespace)
+                if last is not None:
+                    shown = eval(last, namespace)
         finally:
             _current.stdout = _current.stderr = _current.files = None
         stage = "saving outputs"
         result["files"] = [f.to_json() for f in _data_files(files, store)]
+        bundle = format_value(shown) if last is not None else None
+        if bundle is not None:
+            result["display"] = store.put(bundle).to_json()
         for name in spec.outputs:
             if name not in namespace:
                 result["missing"].append(name)
@@ -324,7 +343,11 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     except BaseException as exc:  # the step's code may raise anything, SystemExit included
         if isinstance(exc, KeyboardInterrupt):
             raise
-        if stage == "running":
+        if isinstance(exc, TaskCancelled):
+            result["status"] = "cancelled"
+            result["error"] = f"step {spec.step!r} was cancelled while {stage}: {exc}"
+            result["error_type"] = "Cancelled"
+        elif stage == "running":
             result["error"] = _user_traceback(exc, spec.filename)
         elif isinstance(exc, OutputError):
             result["error"] = str(exc)
@@ -332,9 +355,10 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             result["error"] = f"while {stage}: {''.join(traceback.format_exception(exc))}"
         result["error_type"] = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix(
             "builtins.")
-        if spec.catch:
+        if spec.catch and not isinstance(exc, TaskCancelled):
             result["exception"] = _save_exception(store, exc).to_json()
     finally:
+        _running.pop((spec.run_id, spec.task_id, spec.attempt), None)  # even if cancelled late
         for log in logs.values():
             log.close()
         prefix = f"logs/{spec.run_id}/{spec.task_id}.{spec.attempt}"
@@ -364,6 +388,57 @@ def _enter_notebook_dir(cwd: str | None) -> None:
 
 class OutputError(Exception):
     """An output of the step cannot be stored."""
+
+
+# -- cancelling a running task ---------------------------------------------------------------------
+class TaskCancelled(BaseException):
+    """Raised inside a step's thread to stop it (its kernel was interrupted, or it timed out).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: a step's ``except Exception`` must not
+    swallow it."""
+
+    def __str__(self) -> str:
+        return "cancelled by the driver"
+
+
+_running: dict[tuple[str, int, int], int] = {}  # (run, task, attempt) -> thread id
+_running_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cancellable(spec: TaskSpec) -> Iterator[None]:
+    key = (spec.run_id, spec.task_id, spec.attempt)
+    with _running_lock:
+        _running[key] = threading.get_ident()
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.pop(key, None)
+
+
+def cancel_tasks(keys: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Raise ``TaskCancelled`` in the threads running these attempts on this worker (run by the
+    driver through ``Client.run``); returns the attempts found. The exception lands at the step's
+    next Python instruction: a long call into C (``time.sleep(600)``) finishes first, which is why
+    the driver restarts the worker when an attempt does not stop within a grace period."""
+    found: list[tuple[str, int, int]] = []
+    with _running_lock:
+        for run, task, attempt in keys:
+            key = (run, task, attempt)
+            ident = _running.get(key)
+            if ident is None:
+                continue
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                                       ctypes.py_object(TaskCancelled))
+            found.append(key)
+    return found
+
+
+def running_tasks() -> list[tuple[str, int, int]]:
+    """The attempts whose code is running on this worker now."""
+    with _running_lock:
+        return list(_running)
 
 
 def _save_exception(store: ArtifactStore, exc: BaseException) -> ArtifactRef:

@@ -408,7 +408,8 @@ class MetadataDB:
                 values = {**values, "status": TaskStatus.CACHED.value, "attempts": 0,
                           "created_at": stamp, "started_at": stamp, "finished_at": stamp,
                           "cached_from": hit["id"], "files": hit["files"], "worker": hit["worker"],
-                          "stdout_path": hit["stdout_path"], "stderr_path": hit["stderr_path"]}
+                          "stdout_path": hit["stdout_path"], "stderr_path": hit["stderr_path"],
+                          "display": hit.get("display")}
                 key = conn.execute(t.tasks.insert().values(**values)).inserted_primary_key
                 assert key is not None
                 ids.append(int(key[0]))

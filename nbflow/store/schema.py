@@ -69,6 +69,8 @@ tasks = sa.Table(
     sa.Column("stderr_path", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("error_type", sa.String(200)),
+    # The stored rich display of the step's last expression ({"hash", "size", "type"}), if any.
+    sa.Column("display", sa.JSON),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("started_at", TS),
     sa.Column("finished_at", TS),
