@@ -17,8 +17,9 @@ import xxhash
 from nbflow.analyze import AnalysisError
 from nbflow.graph import Cell, cells_from_notebook
 
-# Line magics a headless run can skip: they only change how things are displayed or loaded.
-SKIPPED_MAGICS = ("load_ext", "reload_ext", "matplotlib", "config", "autoreload", "aimport")
+# Line magics a headless run can skip: they only change how things are displayed or loaded, or
+# (`%nbflow run`, `%nbflow runs`) drive nbflow from the notebook, which a run of it must not repeat.
+SKIPPED_MAGICS = ("load_ext", "reload_ext", "matplotlib", "config", "autoreload", "aimport", "nbflow")
 _MAGIC = re.compile(r"^\s*%(\w+)")
 
 

@@ -5,6 +5,12 @@ when a step first has to execute), the interactive run (created with the first s
 alive by a heartbeat, finished when the kernel exits), and which kernel names hold values that came
 from the store, so that passing them to a later step sends their artifact reference, not the data.
 It knows nothing of IPython: ``nbflow.magics`` is the thin layer on top.
+
+The mutation rule: a task's inputs are private copies (unpickled or loaded from the store on the
+worker), so a step that mutates one changes neither the stored artifact nor the kernel's value; the
+change flows on only if the step binds the name. A kernel value that came from the store is passed
+by reference only while it still has the content it was bound with: mutated in the kernel
+(``df["x"] = 1`` in a plain cell), it is shipped by value, as the user sees it.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import dask.utils
 
 from nbflow import cache, config, environment
 from nbflow.analyze import AnalysisError, analyze_cell, normalize_code
-from nbflow.dispatch import LOG_TOPIC, RESULT_TOPIC, Dispatcher, LogHandler
+from nbflow.dispatch import LOG_TOPIC, RESULT_TOPIC, Dispatcher, LogHandler, StepState
 from nbflow.execute import Executor
 from nbflow.graph import Cell, FlowGraph, Node
+from nbflow.handle import ArtifactHandle
 from nbflow.model import RunStatus, TaskStatus
 from nbflow.runner import new_run_id
 from nbflow.scope import IGNORED_NAMES
@@ -46,6 +54,22 @@ class StepFailed(Exception):
         return [line for e in self.errors for line in e.rstrip().splitlines()]
 
 
+class StepInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted while a step cell ran; its task was stopped on the cluster."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"nbflow: {self}"]
+
+
+@dataclass
+class _Bound:
+    """A kernel name bound from the store: its reference, the value, and that value's token."""
+
+    spec: InputSpec
+    value: Any
+    token: str | None
+
+
 @dataclass
 class StepOutcome:
     """What running a step cell did."""
@@ -54,6 +78,8 @@ class StepOutcome:
     statuses: list[TaskStatus]
     cached_from: list[str] = field(default_factory=list)  # run ids the cached outputs came from
     bound: list[str] = field(default_factory=list)
+    handles: list[str] = field(default_factory=list)  # outputs left in the store (too big)
+    display: dict[str, Any] | None = None  # the MIME bundle of the cell's last expression
 
     @property
     def cached(self) -> bool:
@@ -70,7 +96,7 @@ class InteractiveSession:
         self.executor = executor or Executor.connect()
         self.notebook = notebook or os.environ.get("JPY_SESSION_NAME") or None
         self.run_id: str | None = None
-        self._bound: dict[str, tuple[InputSpec, Any]] = {}
+        self._bound: dict[str, _Bound] = {}
         self._stop = threading.Event()
 
     @property
@@ -91,11 +117,24 @@ class InteractiveSession:
                 id=self.run_id, flow=self.flow, kind="interactive",
                 notebook_path=str(Path(self.notebook).resolve()) if self.notebook else None,
                 params={}, environment=environment.capture([]), store_url=self.store.url,
-                cluster=self.executor.describe(),
+                cluster=self.executor.describe() if self.executor.connected else None,
                 driver={"host": socket.gethostname(), "pid": os.getpid()})
+            self.executor.on_connect(self._connected)
             threading.Thread(target=self._heartbeat, name="nbflow-heartbeat", daemon=True).start()
             atexit.register(self.close)
         return self.run_id
+
+    def use_executor(self, executor: Executor) -> None:
+        """Run later steps on ``executor``'s cluster (``%nbflow cluster ADDRESS``)."""
+        self.executor.remove_hook(self._connected)
+        self.executor = executor
+        if self.run_id is not None:
+            executor.on_connect(self._connected)
+
+    def _connected(self, executor: Executor) -> None:
+        if self.run_id is not None:
+            with contextlib.suppress(Exception):
+                self.store.meta.update_run(self.run_id, cluster=executor.describe())
 
     def _heartbeat(self) -> None:
         interval = float(config.get("heartbeat.interval") or 5)
@@ -123,10 +162,16 @@ class InteractiveSession:
                     cell=node.cell.number, hint=f"run the cell that defines {name!r} first",
                 )
             value = self.namespace[name]
-            bound = self._bound.get(name)
-            if bound is not None and bound[1] is value:
-                specs[name] = bound[0]  # came from the store: pass the reference, not the data
+            if isinstance(value, ArtifactHandle):
+                specs[name] = value.spec  # left in the store: the worker reads it from there
                 continue
+            bound = self._bound.get(name)
+            token: str | None = None
+            if bound is not None and bound.value is value:
+                token = _token(value)
+                if token is not None and token == bound.token:
+                    specs[name] = bound.spec  # from the store, unchanged: pass the reference
+                    continue
             if type(value).__name__ == "module" and hasattr(value, "__name__"):
                 specs[name] = ("module", value.__name__)
                 tokens[name] = cache.hash_json(["module", value.__name__,
@@ -134,7 +179,7 @@ class InteractiveSession:
                 continue
             try:
                 specs[name] = ("value", cloudpickle.dumps(value, protocol=5))
-                tokens[name] = value_token(value)
+                tokens[name] = token or value_token(value)
             except Exception as exc:
                 raise AnalysisError(
                     f"{name!r}, a {type(value).__name__}, cannot be shipped to a worker: {exc}",
@@ -160,11 +205,12 @@ class InteractiveSession:
                     by_value=tuple(n for n in analysis.inputs if n not in IGNORED_NAMES
                                    or n in self.namespace))
         specs, tokens = self._inputs(node)
+        self.executor.ensure_alive()
         run_id = self._ensure_run()
         graph = FlowGraph((node,))
         dispatcher = Dispatcher(run_id, graph, self.store, self.executor,
                                 folder=Path(os.getcwd()), force=opts.force, on_log=on_log,
-                                on_event=on_event)
+                                on_event=on_event, all_outputs_required=True)
         state = dispatcher.steps[opts.name]
         state.by_value, state.by_value_tokens = specs, tokens
         self.store.meta.save_step(run_id, {
@@ -180,9 +226,12 @@ class InteractiveSession:
         try:
             dispatcher.dispatch_ready()
             dispatcher.pump(lambda: state.done)
+        except KeyboardInterrupt:
+            dispatcher.abandon("interrupted by the user")
+            raise StepInterrupted(f"step {opts.name!r} interrupted; its task was stopped on the "
+                                  "cluster and recorded as cancelled") from None
         except BaseException as exc:
-            dispatcher.abandon("interrupted by the user" if isinstance(exc, KeyboardInterrupt)
-                               else f"stopped: {exc}")
+            dispatcher.abandon(f"stopped: {exc}")
             raise
         finally:
             self.executor.unsubscribe(LOG_TOPIC, dispatcher.relay_log)
@@ -199,9 +248,33 @@ class InteractiveSession:
                 origin = self.store.meta.task(row["cached_from"]) if row else None
                 if origin is not None:
                     outcome.cached_from.append(origin["run_id"])
-        for name, spec in state.outputs.items():
-            value = dispatcher.load(spec)
-            self.namespace[name] = value
-            self._bound[name] = (spec, value)
-            outcome.bound.append(name)
+        self._bind(state, dispatcher, outcome)
         return outcome
+
+    def _bind(self, state: StepState, dispatcher: Dispatcher, outcome: StepOutcome) -> None:
+        """Bind the step's outputs into the kernel (handles for the big ones) and fetch the
+        display of its last expression."""
+        limit = dask.utils.parse_bytes(config.get("interactive.max-bind-size") or "256MiB")
+        for name, spec in state.outputs.items():
+            kind, value = spec
+            size = sum(r.size for r in value) if kind == "gather" else value.size
+            outcome.bound.append(name)
+            if size > limit:
+                self.namespace[name] = ArtifactHandle(name, spec, self.store,
+                                                      run_id=dispatcher.run_id, step=state.name)
+                self._bound.pop(name, None)
+                outcome.handles.append(name)
+                continue
+            loaded = dispatcher.load(spec)
+            self.namespace[name] = loaded
+            self._bound[name] = _Bound(spec, loaded, _token(loaded))
+        if len(state.tasks) == 1 and state.tasks[0].display:
+            with contextlib.suppress(Exception):  # a display that cannot be read is not an error
+                outcome.display = self.store.artifacts.get(state.tasks[0].display["hash"])
+
+
+def _token(value: Any) -> str | None:
+    try:
+        return value_token(value)
+    except Exception:
+        return None

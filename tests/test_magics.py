@@ -147,3 +147,144 @@ def test_step_help_comes_from_the_docstring() -> None:
     from nbflow.magics import NbflowMagics
 
     assert "%%step NAME [--foreach VAR in EXPR]" in (NbflowMagics.step.__doc__ or "")
+
+
+def test_the_last_expression_is_displayed_richly_and_again_on_a_cache_hit(ip, capsys) -> None:
+    import pandas as pd
+
+    from nbflow.display import Displayed
+
+    cell = "%%step table\nimport pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['<x>', 'y']})\ndf"
+    for _ in range(2):  # executed, then cached
+        result = run(ip, cell)
+        assert result.success and isinstance(result.result, Displayed)
+        data, _meta = result.result._repr_mimebundle_()
+        assert "<table" in data["text/html"] and "&lt;x&gt;" in data["text/html"]
+        assert data["text/plain"] == repr(pd.DataFrame({"a": [1, 2], "b": ["<x>", "y"]}))
+    assert "cached" in capsys.readouterr().out
+    assert run(ip, "%%step quiet\nv = 3\nv * 2;").result is None  # `;` hides it, as in IPython
+    assert run(ip, "%%step none\nw = [1]\nw.clear()").result is None  # None shows nothing
+
+
+def test_a_big_output_stays_in_the_store_behind_a_handle(ip, store, capsys) -> None:
+    from nbflow import config
+    from nbflow.handle import ArtifactHandle
+
+    with config.set(**{"interactive.max-bind-size": "1MiB"}):
+        assert run(ip, "%%step big\nimport numpy as np\narr = np.arange(1_000_000, dtype='int64')\n"
+                       "small = 5").success
+        handle = ip.user_ns["arr"]
+        assert isinstance(handle, ArtifactHandle) and ip.user_ns["small"] == 5
+        assert handle.size > 8_000_000 and handle.type == "numpy.ndarray"
+        assert handle.location.startswith(store.url.removeprefix("file://"))
+        assert "arr.load()" in capsys.readouterr().out
+        html = handle._repr_html_()
+        assert "numpy.ndarray" in html and "7.63 MiB" in html
+        assert run(ip, "%%step use\ntotal = int(arr.sum())").success
+        assert ip.user_ns["total"] == sum(range(1_000_000))
+    session = ip.magics_manager.registry["NbflowMagics"].session
+    task = Run(session.run_id, store)["use"].task
+    assert task.inputs["arr"]["kind"] == "artifact"  # passed by reference, not via the kernel
+    assert int(handle.load()[-1]) == 999_999
+
+
+def test_a_kernel_value_mutated_after_it_came_from_the_store_is_sent_as_it_is_now(ip, store) -> None:
+    run(ip, "%%step make\nitems = [1, 2]")
+    run(ip, "items.append(99)")  # a plain cell changes the kernel's copy
+    assert run(ip, "%%step use\ntotal = sum(items)").success
+    assert ip.user_ns["total"] == 102  # what the user sees, not the stored [1, 2]
+    session = ip.magics_manager.registry["NbflowMagics"].session
+    assert Run(session.run_id, store)["use"].task.inputs["items"]["kind"] == "value"
+    run(ip, "%%step make2\nother = [5]")
+    assert run(ip, "%%step use2\nt2 = sum(other)").success
+    assert Run(session.run_id, store)["use2"].task.inputs["other"]["kind"] == "artifact"
+
+
+def test_an_unpicklable_output_is_a_clear_error(ip, capsys) -> None:
+    result = run(ip, "%%step lock\nimport threading\nguard = threading.Lock()")
+    assert not result.success
+    out = capsys.readouterr().out
+    assert "output 'guard' of step 'lock'" in out and "cannot be saved" in out and "Fix:" in out
+    assert "Traceback" not in out
+    assert run(ip, "1 + 1").success
+
+
+def test_an_unshippable_input_is_named_with_a_fix(ip, capsys) -> None:
+    run(ip, "import threading\nguard = threading.Lock()")
+    result = run(ip, "%%step use\nheld = guard.locked()")
+    assert not result.success
+    out = capsys.readouterr().out
+    assert "'guard', a lock, cannot be shipped to a worker" in out and "instead" in out
+
+
+def test_nbflow_command_errors_are_one_line(ip, capsys) -> None:
+    for line, expected in [("frobnicate", "invalid choice: 'frobnicate'"),
+                           ("run --bogus nb.ipynb", "unrecognized arguments: --bogus"),
+                           ("run", "does not know its notebook's file"),
+                           ("show", "the following arguments are required: run_id"),
+                           ("runs 'unclosed", "No closing quotation")]:
+        magics = ip.magics_manager.registry["NbflowMagics"]
+        magics.session.notebook = None
+        assert not run(ip, f"%nbflow {line}").success
+        out = capsys.readouterr().out
+        assert expected in out and out.startswith("nbflow: ") and "Traceback" not in out, out
+
+
+def test_nbflow_run_and_resume_a_notebook_file(ip, notebook, capsys, tmp_path) -> None:
+    flag = tmp_path / "ready.flag"
+    path = notebook([
+        "%load_ext nbflow",
+        ("n = 3", ["parameters"]),
+        "%%step load\nxs = list(range(n))",
+        f"%%step check\nimport os\nassert os.path.exists({str(flag)!r}), 'not ready'\nok = len(xs)",
+        "%nbflow run",  # skipped when the notebook runs headless: no recursion
+    ], name="pipeline")
+    assert not run(ip, f"%nbflow run {path} -p n=4 --text").success  # a failed run fails the cell
+    out = capsys.readouterr().out
+    assert "nbflow: load" in out and "succeeded" in out
+    assert "step 'check': AssertionError: not ready" in out
+    assert "failed" in out and "%nbflow resume" in out
+    first = next(r for r in list_runs_of(ip) if r.kind == "headless")
+    assert first.status.value == "failed" and first.params == {"n": 4}
+    flag.write_text("go")
+    assert run(ip, "%nbflow resume --text").success
+    out = capsys.readouterr().out
+    resumed = next(r for r in list_runs_of(ip) if r.kind == "resume")
+    assert resumed.status.value == "succeeded" and resumed.resumed_from == first.id
+    assert f"run {resumed.id} succeeded" in out
+    assert resumed["load"].task.status.value == "cached" and resumed["check"].task.status.value \
+        == "succeeded"
+    assert resumed["check"].task.outputs["ok"].load() == 4
+
+
+def list_runs_of(ip: InteractiveShell) -> list[Run]:
+    from nbflow.client import list_runs
+
+    session = ip.magics_manager.registry["NbflowMagics"].session
+    return [Run(r.id, session.store) for r in list_runs(store=session.store)]
+
+
+def test_a_cluster_that_went_away_is_one_line_and_nbflow_cluster_reconnects(ip, dask_client,
+                                                                             capsys) -> None:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    # A second, in-process cluster that the test can stop without harming the session's one.
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    client = Client(cluster, set_as_default=False)
+    magics = ip.magics_manager.registry["NbflowMagics"]
+    magics.session.use_executor(Executor(client, "existing"))
+    assert run(ip, "%%step a\nx = 1").success
+    client.close()
+    cluster.close()
+    capsys.readouterr()
+    result = run(ip, "%%step b\ny = x + 1")
+    assert not result.success
+    out = capsys.readouterr().out
+    assert out.startswith("nbflow: the Dask cluster") and "went away" in out
+    assert "%nbflow cluster" in out and "Traceback" not in out
+    assert run(ip, f"%nbflow cluster {dask_client.scheduler.address}").success
+    assert run(ip, "%%step b\ny = x + 1").success and ip.user_ns["y"] == 2
+    magics.session.executor.client.close()
