@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run a notebook as a new run")
-    run.add_argument("notebook")
+    run.add_argument("notebook", help="a notebook, or a flow module made by `nbflow export`")
     run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                      help="override a name of the cell tagged `parameters` (repeatable)")
     run.add_argument("--force", action="store_true", help="execute every step, ignore the cache")
@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="one run: environment, steps, tasks")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="write a notebook as a flow module to review and run")
+    export.add_argument("notebook")
+    export.add_argument("-o", "--output", help="the module to write (default: flows/NAME.py)")
 
     logs = sub.add_parser("logs", parents=[common], help="a step's stdout and stderr")
     logs.add_argument("run_id")
@@ -190,6 +194,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_id = resume_run(args.run_id, store=store, executor=executor, from_steps=args.from_steps,
                         on_log=printer.log, on_event=printer.event)
     return _finish(store, run_id)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nbflow.export import export_file
+
+    path = export_file(args.notebook, args.output)
+    print(f"nbflow: wrote {path}; run it with `python {path} run`", file=sys.stderr)
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

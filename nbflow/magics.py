@@ -108,7 +108,9 @@ class NbflowMagics(Magics):
         %nbflow cluster [ADDRESS|local]
                                    the cluster steps run on; with an address, switch to that
                                    scheduler (`local`: a new local cluster)
-        %nbflow export ...         export the notebook as a scheduled flow (not available yet)
+        %nbflow export [NOTEBOOK] [-o flows/NAME.py]
+                                   write the notebook (this one by default) as a flow module
+                                   to review and run: `python flows/NAME.py run`
         """
         try:
             args = _parser().parse_args(shlex.split(line))
@@ -156,8 +158,14 @@ class NbflowMagics(Magics):
         return executor.describe()
 
     def _cmd_export(self, args: argparse.Namespace) -> None:
-        raise NbflowUsageError("exporting a notebook as a scheduled flow is not available in this "
-                               "version of nbflow yet")
+        from nbflow.export import export_file
+
+        path = self._notebook_path(args.notebook)
+        try:
+            written = export_file(path, args.output)
+        except (AnalysisError, ValueError, OSError) as exc:
+            raise _short(exc) from None
+        print(f"nbflow: wrote {written}; run it with `python {written} run`, or schedule it")
 
     def _notebook_path(self, given: str | None) -> str:
         if given:
@@ -298,7 +306,8 @@ def _parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", add_help=False)
     cluster.add_argument("address", nargs="?")
     export = sub.add_parser("export", add_help=False)
-    export.add_argument("rest", nargs=argparse.REMAINDER)
+    export.add_argument("notebook", nargs="?")
+    export.add_argument("-o", "--output")
     return parser
 
 

@@ -29,17 +29,30 @@ class NotebookError(Exception):
 
 @dataclass(frozen=True)
 class Notebook:
+    """A notebook's code cells (or a flow module's, read back as cells: ``nbflow.flowfile``)."""
+
     path: Path
     cells: list[Cell]
     content_hash: str  # of the code cells' sources: outputs and metadata do not change it
+    folder_override: Path | None = None  # where it runs, when not next to ``path``
 
     @property
     def flow_name(self) -> str:
         return self.path.stem
 
+    @property
+    def folder(self) -> Path:
+        """Where it runs (working directory and ``sys.path``): the notebook's folder."""
+        return self.folder_override or self.path.parent
+
 
 def load(path: str | Path) -> Notebook:
+    """A notebook, or a flow module made by ``nbflow export`` (a ``.py`` file)."""
     path = Path(path)
+    if path.suffix == ".py":
+        from nbflow import flowfile
+
+        return flowfile.load(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

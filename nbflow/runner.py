@@ -116,7 +116,7 @@ class Runner:
         self.graph = graph if graph is not None else build_graph(notebook.cells)
         self.run_id = new_run_id()
         self.dispatch = Dispatcher(
-            self.run_id, self.graph, store, executor, folder=notebook.path.parent, force=force,
+            self.run_id, self.graph, store, executor, folder=notebook.folder, force=force,
             force_steps=set(force_steps), reuse=reuse, on_log=on_log, on_event=self.on_event)
         self.dispatch.busy = lambda: self._cell_thread is not None and self._cell_thread.is_alive()
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -152,7 +152,7 @@ class Runner:
     def run(self) -> str:
         """Execute the notebook; returns the run id. Step failures are recorded, not raised."""
         meta = self.store.meta
-        with _notebook_dir(self.notebook.path.parent):
+        with _notebook_dir(self.notebook.folder):
             meta.create_run(
                 id=self.run_id,
                 flow=self.notebook.flow_name,

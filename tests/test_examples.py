@@ -29,7 +29,8 @@ def execute(name: str, tmp_path: Path, dask_client: Client, report: str,
     for file in (name, *companions):
         shutil.copy(NOTEBOOKS / file, tmp_path / file)
     nb = nbformat.read(tmp_path / name, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(f"import json as _json\nprint('REPORT', _json.dumps({report}))"))
+    nb.cells.append(nbformat.v4.new_code_cell(
+        f"import json as _json\nprint('REPORT', _json.dumps({report}))"))
     env = {**os.environ,
            "DASK_NBFLOW__CLUSTER__ADDRESS": dask_client.scheduler.address,
            "DASK_NBFLOW__STORE": str(tmp_path / ".nbflow"),
@@ -100,7 +101,7 @@ def test_big_outputs(tmp_path, dask_client) -> None:
 
 
 def test_failure_and_resume(tmp_path, dask_client) -> None:
-    texts, bound, _ = execute("failure_and_resume.ipynb", tmp_path, dask_client, "{}",
+    texts, _, _ = execute("failure_and_resume.ipynb", tmp_path, dask_client, "{}",
                               companions=("failure_and_resume_flow.ipynb",))
     failed, resumed, runs = texts[2], texts[4], texts[5]
     assert "nbflow: histogram failed: ZeroDivisionError: float division by zero" in failed

@@ -288,3 +288,13 @@ def test_a_cluster_that_went_away_is_one_line_and_nbflow_cluster_reconnects(ip, 
     assert run(ip, f"%nbflow cluster {dask_client.scheduler.address}").success
     assert run(ip, "%%step b\ny = x + 1").success and ip.user_ns["y"] == 2
     magics.session.executor.client.close()
+
+
+def test_nbflow_export_writes_a_runnable_module(ip, notebook, tmp_path, capsys) -> None:
+    path = notebook(["%load_ext nbflow", "%%step a\nx = 2", "%nbflow export"], name="mine")
+    out = tmp_path / "flows" / "mine.py"
+    assert run(ip, f"%nbflow export {path} -o {out}").success
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert '@step("a", cell=2)' in out.read_text() and "%nbflow" not in out.read_text()
+    assert not run(ip, f"%nbflow export {tmp_path / 'missing.ipynb'}").success
+    assert "no such notebook file" in capsys.readouterr().out
