@@ -1,8 +1,11 @@
-"""nbflow benchmarks: per-step overhead, a 100-item foreach, and saving/loading a 1 GiB array.
+"""nbflow benchmarks: per-step overhead, a 100-item foreach, saving/loading a 1 GiB array, and
+step cells in a warm IPython kernel (a cache hit, a forced round trip).
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--output benchmarks/results.md]
+    python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--output benchmarks/results.md]
+
+NAME is one of chain, foreach, cache-hit, kernel-step, artifact.
 
 Everything runs in this one process (plus short-lived subprocesses for the memory measurement).
 Each benchmark alternates repetitions between nbflow and its contender (the order flips every
@@ -13,8 +16,10 @@ repetition) so that drift on the machine hits both alike; the table shows median
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
+import io
 import json
 import logging
 import os
@@ -40,6 +45,7 @@ import nbflow
 from nbflow.execute import Executor
 from nbflow.model import ArtifactRef
 from nbflow.runner import run_notebook
+from nbflow.session import InteractiveSession
 from nbflow.store import Store, open_store
 from nbflow.store.artifacts import ArtifactStore
 
@@ -47,6 +53,10 @@ CHAIN_STEPS = 10
 FOREACH_ITEMS = 100
 ARRAY_ELEMENTS = 2**27  # float64: 1 GiB
 N_WORKERS = 2
+
+# In the order they run; the first four share one cluster.
+BENCHMARKS = ("chain", "foreach", "cache-hit", "kernel-step", "artifact")
+CLUSTER_BENCHMARKS = {"chain", "foreach", "cache-hit", "kernel-step"}
 
 Samples = dict[str, list[float]]
 Contender = Callable[[], dict[str, float]]
@@ -375,6 +385,123 @@ def bench_artifact(folder: Path, reps: int) -> Samples:
     return {**timing, **memory}
 
 
+# -- benchmarks 4 and 5: step cells in a warm IPython kernel ---------------------------------------
+KERNEL_SETUP = "x = 1"
+PLAIN_CELL = "y = x + 1"
+CACHED_CELL = f"%%step tiny\n{PLAIN_CELL}"
+FORCED_CELL = f"%%step forced --force\n{PLAIN_CELL}"
+
+
+class Kernel:
+    """An in-process IPython shell with ``%load_ext nbflow``, whose nbflow session records into
+    a store in ``folder`` and runs steps through ``executor`` (the benchmark's cluster)."""
+
+    def __init__(self, folder: Path, executor: Executor) -> None:
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+
+        folder.mkdir(parents=True, exist_ok=True)
+        config = Config()
+        config.HistoryManager.enabled = False  # no history database in the user's profile
+        # An InteractiveShell puts its own module in sys.modules["__main__"], which breaks the
+        # spawning of Dask worker processes (a restart) afterwards: put the real one back.
+        main = sys.modules["__main__"]
+        try:
+            self.shell = InteractiveShell.instance(config=config)
+            self.shell.extension_manager.load_extension("nbflow")
+        finally:
+            sys.modules["__main__"] = main
+        self.magics = self.shell.magics_manager.registry["NbflowMagics"]
+        self.store = make_store(folder)
+        self.session = InteractiveSession(self.shell.user_ns, store=self.store, executor=executor,
+                                          notebook=str(folder / "kernel.ipynb"))
+        self.magics._session = self.session
+
+    def run(self, source: str) -> tuple[float, str]:
+        """Wall seconds of ``shell.run_cell(source)`` (after ``settle()``) and what it printed,
+        which is captured, not shown; an error in the cell raises."""
+        out = io.StringIO()
+        results: list[Any] = []
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            seconds = timed(lambda: results.append(self.shell.run_cell(source)))
+        if not results[0].success:
+            raise RuntimeError(f"benchmark cell failed:\n{source}\n---\n{out.getvalue()}")
+        return seconds, out.getvalue()
+
+    def last_task(self, step: str) -> dict[str, Any] | None:
+        """The newest task of ``step`` in the kernel's interactive run."""
+        if self.session.run_id is None:
+            return None
+        tasks = self.store.meta.tasks(self.session.run_id, step)
+        return tasks[-1] if tasks else None
+
+    def run_step(self, source: str, step: str, status: str) -> float:
+        """Run a step cell, then check that it made a new task of ``step`` with ``status`` and
+        bound ``y``; returns the cell's wall seconds."""
+        before = self.last_task(step)
+        self.shell.user_ns["y"] = None
+        seconds, printed = self.run(source)
+        task = self.last_task(step)
+        cached_line = f"nbflow: step {step!r} cached (from run "
+        if task is None:
+            raise RuntimeError(f"step {step!r} recorded no task; the cell printed {printed!r}")
+        if ((before is not None and task["id"] == before["id"]) or task["status"] != status
+                or (cached_line in printed) != (status == "cached")):
+            raise RuntimeError(f"step {step!r}: expected a new {status} task, got task "
+                               f"{task['id']} ({task['status']}); the cell printed {printed!r}")
+        check(self.shell.user_ns["y"], 2)
+        return seconds
+
+    def close(self) -> None:
+        self.magics._session = None
+        self.session.close()
+        self.store.close()
+
+
+def kernel_cache_hit(kernel: Kernel) -> dict[str, float]:
+    return {"nbflow cache hit": kernel.run_step(CACHED_CELL, "tiny", "cached")}
+
+
+def kernel_plain_cell(kernel: Kernel) -> dict[str, float]:
+    kernel.shell.user_ns["y"] = None
+    seconds, _ = kernel.run(PLAIN_CELL)
+    check(kernel.shell.user_ns["y"], 2)
+    return {"plain cell": seconds}
+
+
+def bench_cache_hit(kernel: Kernel, reps: int) -> Samples:
+    kernel.run(KERNEL_SETUP)
+    kernel.run_step(CACHED_CELL, "tiny", "succeeded")  # the one execution: later ones are hits
+    contenders: dict[str, Contender] = {
+        "nbflow": lambda: kernel_cache_hit(kernel),
+        "plain cell": lambda: kernel_plain_cell(kernel),
+    }
+    alternate(1, contenders)  # warm-up
+    return alternate(reps, contenders)
+
+
+def kernel_forced_step(kernel: Kernel) -> dict[str, float]:
+    return {"nbflow forced step": kernel.run_step(FORCED_CELL, "forced", "succeeded")}
+
+
+def raw_kernel_round_trip(client: Client, kernel: Kernel) -> dict[str, float]:
+    x = kernel.shell.user_ns["x"]
+    results: list[int] = []
+    seconds = timed(lambda: results.append(client.submit(increment, x, pure=False).result()))
+    check(results[0], 2)
+    return {"kernel dask round trip": seconds}
+
+
+def bench_kernel_step(kernel: Kernel, client: Client, reps: int) -> Samples:
+    kernel.run(KERNEL_SETUP)
+    contenders: dict[str, Contender] = {
+        "nbflow": lambda: kernel_forced_step(kernel),
+        "dask round trip": lambda: raw_kernel_round_trip(client, kernel),
+    }
+    alternate(1, contenders)  # warm-up: imports on the workers, the interactive run
+    return alternate(reps, contenders)
+
+
 # -- the report ------------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -389,7 +516,9 @@ class Row:
     def fmt(self, value: float) -> str:
         if self.unit == "x":
             return f"{value:.2f}x array"
-        return f"{value:.2f} {self.unit}" if self.unit == "s" else f"{value:.1f} {self.unit}"
+        if self.unit == "s" or value < 10:
+            return f"{value:.2f} {self.unit}"
+        return f"{value:.1f} {self.unit}"
 
     def markdown(self) -> str:
         verdict = "-" if self.met is None else ("met" if self.met else "**missed**")
@@ -398,19 +527,29 @@ class Row:
                 f"{self.fmt(self.contender)} | {ratio:.2f}x | {self.target} | {verdict} |")
 
 
-def build_rows(s: Samples) -> list[Row]:
-    ms = 1000.0
-    step = median(s, "nbflow chain") * ms
-    trip = median(s, "dask round trip") * ms
-    save, np_save = median(s, "nbflow save"), median(s, "numpy save")
-    peak = median(s, "nbflow save peak RSS")
-    rows = [
+MS = 1000.0
+
+
+def chain_rows(s: Samples) -> list[Row]:
+    step = median(s, "nbflow chain") * MS
+    trip = median(s, "dask round trip") * MS
+    return [
         Row("10-step chain: time per step", step, "raw Dask chain, per submit",
-            median(s, "dask chain") * ms, "ms", "<= 20 ms per step", step <= 20),
+            median(s, "dask chain") * MS, "ms", "<= 20 ms per step", step <= 20),
         Row("10-step chain: time per step vs one round trip", step,
             "raw Dask `submit(f, 1).result()`", trip, "ms", "<= 2x raw round trip", step <= 2 * trip),
-        Row("100-item foreach: whole run", median(s, "nbflow foreach"),
-            "raw Dask `map` + `submit(sum)`", median(s, "dask map+sum"), "s"),
+    ]
+
+
+def foreach_rows(s: Samples) -> list[Row]:
+    return [Row("100-item foreach: whole run", median(s, "nbflow foreach"),
+                "raw Dask `map` + `submit(sum)`", median(s, "dask map+sum"), "s")]
+
+
+def artifact_rows(s: Samples) -> list[Row]:
+    save, np_save = median(s, "nbflow save"), median(s, "numpy save")
+    peak = median(s, "nbflow save peak RSS")
+    return [
         Row("1 GiB array: save (fsync)", save, "`np.save` + fsync", np_save, "s",
             "<= 2x np.save+fsync", save <= 2 * np_save),
         Row("1 GiB array: load", median(s, "nbflow load"), "`np.load`", median(s, "numpy load"), "s"),
@@ -419,7 +558,31 @@ def build_rows(s: Samples) -> list[Row]:
         Row("1 GiB array: peak RSS during save", peak, "`np.save` + fsync",
             median(s, "numpy save peak RSS"), "x", "<= 1.3x array", peak <= 1.3),
     ]
-    return rows
+
+
+def cache_hit_rows(s: Samples) -> list[Row]:
+    hit = median(s, "nbflow cache hit") * MS
+    return [Row("Warm kernel: cache hit of an unchanged step cell", hit,
+                "the same body as a plain IPython cell", median(s, "plain cell") * MS, "ms",
+                "<= 5 ms", hit <= 5)]
+
+
+def kernel_step_rows(s: Samples) -> list[Row]:
+    step = median(s, "nbflow forced step") * MS
+    trip = median(s, "kernel dask round trip") * MS
+    return [Row("Warm kernel: trivial step cell with --force (round trip)", step,
+                "raw Dask `submit(f, x).result()`", trip, "ms", "<= 2x raw round trip",
+                step <= 2 * trip)]
+
+
+ROWS: dict[str, Callable[[Samples], list[Row]]] = {
+    "chain": chain_rows, "foreach": foreach_rows, "cache-hit": cache_hit_rows,
+    "kernel-step": kernel_step_rows, "artifact": artifact_rows,
+}
+
+
+def build_rows(s: Samples, selected: Sequence[str] = BENCHMARKS) -> list[Row]:
+    return [row for name in BENCHMARKS if name in selected for row in ROWS[name](s)]
 
 
 def results_table(rows: list[Row]) -> str:
@@ -429,10 +592,13 @@ def results_table(rows: list[Row]) -> str:
 
 
 def samples_table(samples: Samples, title: str) -> str:
+    def fmt(v: float) -> str:  # sub-millisecond seconds keep their digits
+        return f"{v:.4f}" if abs(v) >= 0.01 else f"{v:.6f}"
+
     lines = [f"| {title} | median | all repetitions, in order |", "|---|---:|---|"]
     for name, values in samples.items():
-        lines.append(f"| {name} | {statistics.median(values):.4f} | "
-                     f"{', '.join(f'{v:.4f}' for v in values)} |")
+        lines.append(f"| {name} | {fmt(statistics.median(values))} | "
+                     f"{', '.join(fmt(v) for v in values)} |")
     return "\n".join(lines)
 
 
@@ -473,30 +639,31 @@ def breakdown_section(breakdowns: dict[str, Samples]) -> str:
 
 
 def report(rows: list[Row], samples: Samples, breakdowns: dict[str, Samples], reps: dict[str, int],
-           machine_text: str, quick: bool) -> str:
-    cmd = "python benchmarks/run.py" + (" --quick" if quick else "")
-    return f"""# nbflow benchmark results
-
-Produced by `{cmd}`; see `benchmarks/README.md` for what each line measures.
-
-- Medians of alternating repetitions (the contenders' order flips every repetition).
-- Repetitions: chain {reps['chain']}, foreach {reps['foreach']}, 1 GiB array {reps['artifact']};
-  each after one untimed warm-up repetition of every contender.
-- Every timed call is preceded by a garbage collection and {SETTLE:g} s of quiet.
-- Cluster (benchmarks 1 and 2): one `LocalCluster`, {N_WORKERS} worker processes x 1 thread,
-  shared by nbflow and raw Dask.
-- Ratios are nbflow / contender: below 1 means nbflow is faster (or smaller).
-
-{results_table(rows)}
-
-## Where an nbflow run spends its time
+           machine_text: str, cmd: str) -> str:
+    repetitions = ", ".join(f"{name} {n}" for name, n in reps.items())
+    where = "" if not breakdowns else f"""## Where an nbflow run spends its time
 
 Intervals between the events nbflow reports through `run_notebook(on_event=...)`, for the timed
 nbflow repetitions above (whole-run times, not divided by the number of steps).
 
 {breakdown_section(breakdowns)}
 
-## All repetitions (seconds; peak RSS rows are multiples of the array size)
+"""
+    return f"""# nbflow benchmark results
+
+Produced by `{cmd}`; see `benchmarks/README.md` for what each line measures.
+
+- Medians of alternating repetitions (the contenders' order flips every repetition).
+- Repetitions: {repetitions};
+  each after one untimed warm-up repetition of every contender.
+- Every timed call is preceded by a garbage collection and {SETTLE:g} s of quiet.
+- Cluster (benchmarks 1, 2, 4 and 5): one `LocalCluster`, {N_WORKERS} worker processes x 1 thread,
+  shared by nbflow and raw Dask.
+- Ratios are nbflow / contender: below 1 means nbflow is faster (or smaller).
+
+{results_table(rows)}
+
+{where}## All repetitions (seconds; peak RSS rows are multiples of the array size)
 
 {samples_table(samples, "measure")}
 
@@ -510,37 +677,69 @@ nbflow repetitions above (whole-run times, not divided by the number of steps).
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
+    p.add_argument("--only", metavar="NAME[,NAME]",
+                   help=f"run only these benchmarks, of: {', '.join(BENCHMARKS)}")
     p.add_argument("--output", type=Path, default=Path(__file__).with_name("results.md"),
                    help="markdown file to write (default: benchmarks/results.md)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    names = [n.strip() for n in (args.only or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark {unknown[0]!r} in --only; choose from {', '.join(BENCHMARKS)}")
+    args.selected = [n for n in BENCHMARKS if n in names] if names else list(BENCHMARKS)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    reps = {"chain": 3, "foreach": 3, "artifact": 1} if args.quick else {
-        "chain": 7, "foreach": 5, "artifact": 3}
+    selected: list[str] = args.selected
+    all_reps = ({"chain": 3, "foreach": 3, "cache-hit": 7, "kernel-step": 5, "artifact": 1}
+                if args.quick else
+                {"chain": 7, "foreach": 5, "cache-hit": 21, "kernel-step": 11, "artifact": 3})
+    reps = {name: all_reps[name] for name in selected}
     samples: Samples = {}
+    breakdowns: dict[str, Samples] = {}
     with tempfile.TemporaryDirectory(prefix="nbflow-bench-") as tmp:
         scratch = Path(tmp)
-        cluster, client = start_cluster()
-        try:
-            executor = Executor(client, "existing")
-            print("benchmark 1: 10-step chain", file=sys.stderr, flush=True)
-            chain, chain_parts = bench_chain(client, executor, scratch / "chain", reps["chain"])
-            print("benchmark 2: 100-item foreach", file=sys.stderr, flush=True)
-            foreach, foreach_parts = bench_foreach(client, executor, scratch / "foreach",
-                                                   reps["foreach"])
-        finally:
-            client.close()
-            cluster.close()
-        print("benchmark 3: 1 GiB artifact", file=sys.stderr, flush=True)
-        artifact = bench_artifact(scratch / "artifact", reps["artifact"])
-        samples = {**chain, **foreach, **artifact}
+        if CLUSTER_BENCHMARKS.intersection(selected):
+            cluster, client = start_cluster()
+            try:
+                executor = Executor(client, "existing")
+                if "chain" in selected:
+                    print("benchmark 1: 10-step chain", file=sys.stderr, flush=True)
+                    chain, breakdowns["10-step chain"] = bench_chain(
+                        client, executor, scratch / "chain", reps["chain"])
+                    samples.update(chain)
+                if "foreach" in selected:
+                    print("benchmark 2: 100-item foreach", file=sys.stderr, flush=True)
+                    foreach, breakdowns["100-item foreach"] = bench_foreach(
+                        client, executor, scratch / "foreach", reps["foreach"])
+                    samples.update(foreach)
+                if {"cache-hit", "kernel-step"}.intersection(selected):
+                    kernel = Kernel(scratch / "kernel", executor)
+                    try:
+                        if "cache-hit" in selected:
+                            print("benchmark 4: cache hit in a warm kernel", file=sys.stderr,
+                                  flush=True)
+                            samples.update(bench_cache_hit(kernel, reps["cache-hit"]))
+                        if "kernel-step" in selected:
+                            print("benchmark 5: step round trip in a warm kernel",
+                                  file=sys.stderr, flush=True)
+                            samples.update(bench_kernel_step(kernel, client, reps["kernel-step"]))
+                    finally:
+                        kernel.close()
+            finally:
+                client.close()
+                cluster.close()
+        if "artifact" in selected:
+            print("benchmark 3: 1 GiB artifact", file=sys.stderr, flush=True)
+            samples.update(bench_artifact(scratch / "artifact", reps["artifact"]))
         machine_text = machine(scratch)
-    rows = build_rows(samples)
+    rows = build_rows(samples, selected)
     print(results_table(rows))
-    breakdowns = {"10-step chain": chain_parts, "100-item foreach": foreach_parts}
-    args.output.write_text(report(rows, samples, breakdowns, reps, machine_text, args.quick))
+    cmd = " ".join(["python benchmarks/run.py", *(["--quick"] if args.quick else []),
+                    *(["--only", ",".join(selected)] if args.only else [])])
+    args.output.write_text(report(rows, samples, breakdowns, reps, machine_text, cmd))
     print(f"\nwritten to {args.output}", file=sys.stderr)
     return 0
 

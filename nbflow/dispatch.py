@@ -57,6 +57,7 @@ class TaskState:
     status: TaskStatus = TaskStatus.PENDING
     outputs: dict[str, ArtifactRef] = field(default_factory=dict)
     display: dict[str, Any] | None = None  # the stored display of the last expression (a ref)
+    cached_from_run: str | None = None  # for a cache hit: the run that made the outputs
 
 
 @dataclass
@@ -95,8 +96,12 @@ class Dispatcher:
         on_log: LogHandler | None = None,
         on_event: EventHandler | None = None,
         all_outputs_required: bool = False,
+        cache_memo: dict[str, list[Row]] | None = None,
     ) -> None:
         self.run_id = run_id
+        # Cache candidates already looked up, by key (a kernel session keeps one across cells:
+        # finished tasks never change, so a repeated cell needs no query to find its hit).
+        self.cache_memo = cache_memo if cache_memo is not None else {}
         self.graph = graph
         self.store = store
         self.executor = executor
@@ -249,7 +254,7 @@ class Dispatcher:
                                options=opts.to_json(), inputs=hashes, item_token=token,
                                outputs=state.node.outputs, modules=modules)
                 for _, _, _, token in payloads]
-        candidates = {} if force else self.store.meta.cache_candidates(keys)
+        candidates = {} if force else self._candidates(keys)
         cached: list[tuple[Row, Row]] = []
         started: list[Row] = []
         for (index, value, blob, _), key in zip(payloads, keys, strict=True):
@@ -259,13 +264,22 @@ class Dispatcher:
             hit = cache.usable(self.store, candidates.get(key, []))
             task = TaskState(-1, index, blob, key)
             if hit is None:
+                self.cache_memo.pop(key, None)  # look again next time: this run's task will do
                 started.append(row)
             else:
                 cached.append((row, hit))
                 task.status, task.outputs = TaskStatus.CACHED, dict(hit["outputs"])
                 task.display = hit.get("display")
+                task.cached_from_run = hit["run_id"]
             state.tasks.append(task)
         self._record_and_submit(state, cached, started)
+
+    def _candidates(self, keys: list[str]) -> dict[str, list[Row]]:
+        missing = [k for k in keys if k not in self.cache_memo]
+        if missing:
+            found = self.store.meta.cache_candidates(missing)
+            self.cache_memo.update({k: v for k, v in found.items() if v})
+        return {k: self.cache_memo[k] for k in keys if k in self.cache_memo}
 
     def _reuse(self, state: StepState, originals: list[Row]) -> None:
         """On resume: take the original run's tasks of this step as they are."""
@@ -276,7 +290,8 @@ class Dispatcher:
             cached.append(({**row, "run_id": self.run_id}, orig))
             state.tasks.append(TaskState(-1, orig["idx"], None, orig["cache_key"],
                                          status=TaskStatus.CACHED, outputs=dict(orig["outputs"]),
-                                         display=orig.get("display")))
+                                         display=orig.get("display"),
+                                         cached_from_run=orig["run_id"]))
         self._record_and_submit(state, cached, [])
 
     def _record_and_submit(self, state: StepState, cached: list[tuple[Row, Row]],

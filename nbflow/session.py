@@ -97,6 +97,8 @@ class InteractiveSession:
         self.notebook = notebook or os.environ.get("JPY_SESSION_NAME") or None
         self.run_id: str | None = None
         self._bound: dict[str, _Bound] = {}
+        self._saved_steps: dict[str, dict[str, Any]] = {}
+        self._cache_memo: dict[str, list[dict[str, Any]]] = {}
         self._stop = threading.Event()
 
     @property
@@ -120,6 +122,7 @@ class InteractiveSession:
                 cluster=self.executor.describe() if self.executor.connected else None,
                 driver={"host": socket.gethostname(), "pid": os.getpid()})
             self.executor.on_connect(self._connected)
+            self._keep_subscribed(self.executor)
             threading.Thread(target=self._heartbeat, name="nbflow-heartbeat", daemon=True).start()
             atexit.register(self.close)
         return self.run_id
@@ -130,6 +133,14 @@ class InteractiveSession:
         self.executor = executor
         if self.run_id is not None:
             executor.on_connect(self._connected)
+            self._keep_subscribed(executor)
+
+    @staticmethod
+    def _keep_subscribed(executor: Executor) -> None:
+        """Stay subscribed to the workers' events between cells: each step cell then only adds
+        its handler, instead of subscribing and unsubscribing with the scheduler every time."""
+        for topic in (LOG_TOPIC, RESULT_TOPIC):
+            executor.subscribe(topic, _ignore)
 
     def _connected(self, executor: Executor) -> None:
         if self.run_id is not None:
@@ -210,12 +221,18 @@ class InteractiveSession:
         graph = FlowGraph((node,))
         dispatcher = Dispatcher(run_id, graph, self.store, self.executor,
                                 folder=Path(os.getcwd()), force=opts.force, on_log=on_log,
-                                on_event=on_event, all_outputs_required=True)
+                                on_event=on_event, all_outputs_required=True,
+                                cache_memo=self._cache_memo)
         state = dispatcher.steps[opts.name]
         state.by_value, state.by_value_tokens = specs, tokens
-        self.store.meta.save_step(run_id, {
-            "name": opts.name, "cell": cell, "code": analysis.body, "options": opts.to_json(),
-            "inputs": list(analysis.inputs), "outputs": list(analysis.outputs), "upstream": []})
+        record = {"name": opts.name, "cell": cell, "code": analysis.body, "options": opts.to_json(),
+                  "inputs": list(analysis.inputs), "outputs": list(analysis.outputs),
+                  "upstream": []}
+        # Re-running the same code records nothing new (the step keeps the execution count of
+        # the first run of this version of its code).
+        if {**self._saved_steps.get(opts.name, {}), "cell": cell} != record:
+            self.store.meta.save_step(run_id, record)
+            self._saved_steps[opts.name] = record
 
         def check(executor: Executor) -> None:
             executor.check_resources(opts.resources, f"step {opts.name!r}")
@@ -242,12 +259,8 @@ class InteractiveSession:
             errors = [t["error"] or t["status"] for t in self.store.meta.tasks(run_id, opts.name)
                       if t["id"] in {x.task_id for x in state.tasks} and t["status"] != "cached"]
             raise StepFailed(opts.name, errors or [state.error or "failed"])
-        for task in state.tasks:
-            if task.status == TaskStatus.CACHED:
-                row = self.store.meta.task(task.task_id)
-                origin = self.store.meta.task(row["cached_from"]) if row else None
-                if origin is not None:
-                    outcome.cached_from.append(origin["run_id"])
+        outcome.cached_from = [t.cached_from_run for t in state.tasks
+                               if t.status == TaskStatus.CACHED and t.cached_from_run]
         self._bind(state, dispatcher, outcome)
         return outcome
 
@@ -271,6 +284,10 @@ class InteractiveSession:
         if len(state.tasks) == 1 and state.tasks[0].display:
             with contextlib.suppress(Exception):  # a display that cannot be read is not an error
                 outcome.display = self.store.artifacts.get(state.tasks[0].display["hash"])
+
+
+def _ignore(_message: dict[str, Any]) -> None:
+    pass
 
 
 def _token(value: Any) -> str | None:
