@@ -1,4 +1,4 @@
-"""The ``nbflow`` command: run | resume | runs | show | logs.
+"""The ``nbflow`` command: run | resume | runs | show | logs | export | schedule.
 
 Exit codes: 0 success; 1 the run finished but failed (a step failed); 2 bad input or an environment
 problem (bad notebook, bad option, unreachable cluster, unwritable store), with the reason on stderr.
@@ -23,6 +23,7 @@ from nbflow.analyze import AnalysisError
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
+SCHEDULE_TARGETS = ("cron", "systemd", "airflow", "argo", "kubernetes")  # nbflow.schedule.TARGETS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                      help="override a name of the cell tagged `parameters` (repeatable)")
     run.add_argument("--force", action="store_true", help="execute every step, ignore the cache")
+    run.add_argument("--until", metavar="STEP",
+                     help="run only STEP and what it needs (one task of a scheduled flow)")
     run.add_argument("--cluster", help="Dask scheduler address (default: a local cluster)")
     run.add_argument("--quiet", "-q", action="store_true", help="do not echo the steps' output")
 
@@ -66,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("notebook")
     export.add_argument("-o", "--output", help="the module to write (default: flows/NAME.py)")
 
+    sched = sub.add_parser("schedule", help="a flow module as a cron, systemd, Airflow, Argo or "
+                                            "Kubernetes scheduled job")
+    sched.add_argument("flow", help="a flow module made by `nbflow export`")
+    sched.add_argument("--cron", required=True, metavar="EXPR", help="e.g. '0 2 * * *' or @daily")
+    sched.add_argument("--target", required=True, choices=SCHEDULE_TARGETS)
+    sched.add_argument("--timezone", metavar="TZ", help="IANA name, e.g. Europe/Paris")
+    sched.add_argument("--image", help="container image with the project (argo, kubernetes)")
+    sched.add_argument("--workdir", default="/app", help="the project's folder in the image")
+    sched.add_argument("--python", help="interpreter for local targets (default: this one)")
+    sched.add_argument("--cluster", help="Dask scheduler address the runs use")
+    sched.add_argument("--store", help="artifact store URL the runs use (default: this one)")
+    sched.add_argument("--db", help="metadata database URL the runs use (default: this one)")
+    sched.add_argument("-o", "--output-dir", help="where to write (default: the module's folder)")
+    sched.add_argument("--install", action="store_true",
+                       help="cron: add the line to your crontab (idempotent)")
+
     logs = sub.add_parser("logs", parents=[common], help="a step's stdout and stderr")
     logs.add_argument("run_id")
     logs.add_argument("step")
@@ -77,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from nbflow.cronexpr import ScheduleError
     from nbflow.execute import ClusterError
     from nbflow.notebook import NotebookError
     from nbflow.runner import RunError
@@ -86,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = globals()[f"cmd_{args.command}"]
         return int(handler(args))
     except (AnalysisError, RunError, ClusterError, StoreError, MetadataError, NotebookError,
-            ArtifactError, KeyError) as exc:
+            ArtifactError, ScheduleError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"nbflow: error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -172,13 +192,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         parse_param(p)  # refuse a malformed --param before anything starts
     store = _store(args)
     from nbflow import notebook as nbmod
-    from nbflow.graph import build_graph
+    from nbflow.graph import build_graph, cells_until
 
-    build_graph(nbmod.load(args.notebook).cells)  # bad notebooks fail before a cluster starts
+    cells = nbmod.load(args.notebook).cells  # bad notebooks fail before a cluster starts
+    if args.until:
+        cells_until(cells, args.until)
+    else:
+        build_graph(cells)
     executor = Executor.connect(args.cluster)
     printer = _Printer(args.quiet)
     run_id = run_notebook(args.notebook, store=store, executor=executor, param_args=args.param,
-                          force=args.force, on_log=printer.log, on_event=printer.event)
+                          force=args.force, until=args.until, on_log=printer.log,
+                          on_event=printer.event)
     return _finish(store, run_id)
 
 
@@ -201,6 +226,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = export_file(args.notebook, args.output)
     print(f"nbflow: wrote {path}; run it with `python {path} run`", file=sys.stderr)
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from nbflow import schedule
+    from nbflow.cronexpr import ScheduleError
+    from nbflow.store import resolve
+
+    store, db = args.store, args.db
+    if args.target in ("cron", "systemd", "airflow") and not (store and db):
+        default_store, default_db = resolve(None, None)  # spelled out: the job must not depend
+        store, db = store or default_store, db or default_db  # on the folder it starts in
+    job = schedule.load_job(args.flow, cron=args.cron, timezone=args.timezone, image=args.image,
+                            workdir=args.workdir, python=args.python, cluster=args.cluster,
+                            store=store, db=db)
+    for path in schedule.write(job, args.target, args.output_dir):
+        print(f"nbflow: wrote {path}", file=sys.stderr)
+    if args.install:
+        if args.target != "cron":
+            raise ScheduleError("--install works with --target cron only; see the README for "
+                                "enabling the other targets")
+        line = schedule.install_crontab(job)
+        print(f"nbflow: installed in your crontab: {line}", file=sys.stderr)
     return 0
 
 

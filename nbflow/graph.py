@@ -109,6 +109,17 @@ class FlowGraph:
                 todo.extend(self.downstream(name))
         return out
 
+    def ancestors(self, name: str) -> set[str]:
+        """``name`` and every step it depends on, directly or not."""
+        out: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            if current not in out:
+                out.add(current)
+                todo.extend(self.steps[current].upstream_steps)
+        return out
+
     def consumed(self, step: str) -> set[str]:
         """The outputs of ``step`` that some cell reads from it."""
         return {name for n in self.nodes for name, up in n.upstream.items() if up == step}
@@ -252,6 +263,30 @@ def topological_order(steps: Iterable[Node]) -> list[str]:
     return order
 
 
+def cells_until(cells: Sequence[Cell], step: str) -> list[Cell]:
+    """The cells a run needs to compute ``step`` alone (``nbflow run --until STEP``, one task of a
+    scheduled flow): ``step`` and the steps it depends on, and the plain cells before it, except
+    those that read what the left-out steps make. The rest of the notebook is left out."""
+    graph = build_graph(cells)
+    if step not in graph.steps:
+        raise GraphError(f"--until {step}: no such step; the notebook has "
+                         f"{', '.join(graph.steps) or 'no steps'}")
+    needed = graph.ancestors(step)
+    target = graph.steps[step].cell.number
+    missing: set[str] = set()
+    kept = []
+    for node in graph.nodes:
+        keep = (node.name in needed if node.is_step
+                else node.cell.number < target and not set(node.inputs) & missing)
+        if keep:
+            kept.append(node.cell)
+            missing -= set(node.outputs)
+        else:
+            missing |= set(node.outputs)
+    build_graph(kept)  # what is left must still be a flow (it is, unless a needed step reads a
+    return kept  # name that only a left-out plain cell binds: then the error names it)
+
+
 def cells_from_notebook(nb: object) -> list[Cell]:
     """The code cells of an nbformat notebook, numbered by their position among all cells."""
     cells = []
@@ -271,6 +306,7 @@ __all__ = [
     "Node",
     "build_graph",
     "cells_from_notebook",
+    "cells_until",
     "first_read_line",
     "is_step_cell",
     "topological_order",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import dataclasses
 import linecache
 import os
 import secrets
@@ -42,7 +43,7 @@ from nbflow.dispatch import (
     StepState,
 )
 from nbflow.execute import ClusterError, Executor
-from nbflow.graph import FlowGraph, GraphError, Node, build_graph
+from nbflow.graph import FlowGraph, GraphError, Node, build_graph, cells_until
 from nbflow.model import RunStatus, TaskStatus
 from nbflow.store import Store
 from nbflow.tokenize import value_token
@@ -347,14 +348,18 @@ def run_notebook(
     params: dict[str, Any] | None = None,
     param_args: Sequence[str] = (),
     force: bool = False,
+    until: str | None = None,
     on_log: LogHandler | None = None,
     on_event: EventHandler | None = None,
 ) -> str:
     """Run the notebook at ``path`` as a new run; returns its id.
 
     Parameters come as ``param_args`` (``NAME=VALUE`` strings, as on the command line) and/or as
-    ``params`` (Python values, which win)."""
+    ``params`` (Python values, which win). With ``until``, only that step and what it needs run
+    (``graph.cells_until``)."""
     nb = nbmod.load(os.fspath(path))
+    if until is not None:
+        nb = dataclasses.replace(nb, cells=cells_until(nb.cells, until))
     runner = Runner(nb, store, executor, params=params, param_args=param_args, force=force,
                     on_log=on_log, on_event=on_event)
     return runner.run()
