@@ -147,3 +147,25 @@ def test_bad_input_is_one_line_and_the_kernel_goes_on(kernel) -> None:
         "nbflow: cell 2, line 1: unknown option --retyr in '%%step a --retyr 2'. Known options: "
         "--foreach, --retry, --timeout, --catch, --force. Fix: did you mean --retry?"]
     assert kernel.run("print('still here')").stream() == "still here\n"
+
+
+def test_nbflow_run_shows_a_widget_view_that_ends_as_text(kernel, tmp_path) -> None:
+    from conftest import write_notebook
+
+    write_notebook(tmp_path / "pipeline.ipynb", [
+        "%load_ext nbflow", "%%step one\nx = 1", "%%step many --foreach i in range(5)\ny = i * x"])
+    reply = kernel.run("%nbflow run pipeline.ipynb")
+    assert reply.status == "ok", reply.error
+    shown = [(t, c) for t, c, _ in reply.messages if t in ("display_data", "update_display_data")]
+    first_kind, first = shown[0]
+    assert first_kind == "display_data"
+    view = first["data"]["application/vnd.jupyter.widget-view+json"]
+    assert view["version_major"] == 2 and view["model_id"]
+    display_id = first["transient"]["display_id"]
+    last_kind, last = shown[-1]
+    assert last_kind == "update_display_data" and last["transient"]["display_id"] == display_id
+    final = last["data"]["text/plain"]
+    assert "succeeded" in final and "5/5" in final and "one" in final and "many" in final
+    # The widgets' own state travels as comm messages, which JupyterLab renders.
+    assert any(t == "comm_open" for t, _, _ in reply.messages)
+    assert "nbflow: run " in reply.stream() and "succeeded (6 succeeded)" in reply.stream()
