@@ -152,9 +152,11 @@ def test_bad_input_is_one_line_and_the_kernel_goes_on(kernel) -> None:
 def test_nbflow_run_shows_a_widget_view_that_ends_as_text(kernel, tmp_path) -> None:
     from conftest import write_notebook
 
-    write_notebook(tmp_path / "pipeline.ipynb", [
-        "%load_ext nbflow", "%%step one\nx = 1", "%%step many --foreach i in range(5)\ny = i * x"])
-    reply = kernel.run("%nbflow run pipeline.ipynb")
+    # The kernel's own notebook, as the Jupyter server tells it (JPY_SESSION_NAME): no path needed.
+    write_notebook(tmp_path / "analysis.ipynb", [
+        "%load_ext nbflow", "%%step one\nx = 1", "%%step many --foreach i in range(5)\ny = i * x",
+        "%nbflow run"])
+    reply = kernel.run("%nbflow run")
     assert reply.status == "ok", reply.error
     shown = [(t, c) for t, c, _ in reply.messages if t in ("display_data", "update_display_data")]
     first_kind, first = shown[0]

@@ -131,9 +131,10 @@ def test_a_step_mutating_an_input_changes_only_its_own_copy(ip) -> None:
 
 def test_plain_cell_definitions_work_inside_steps(ip) -> None:
     run(ip, "import math\ndef area(r):\n    return math.pi * r * r\nclass Box:\n"
-            "    def __init__(self, v):\n        self.v = v")
-    assert run(ip, "%%step use\nresult = (round(area(1), 2), Box(3).v, math.floor(2.5))").success
-    assert ip.user_ns["result"] == (3.14, 3, 2)
+            "    def __init__(self, v):\n        self.v = v\ntwice = lambda v: 2 * v\nLIMIT = 7")
+    assert run(ip, "%%step use\nresult = (round(area(1), 2), Box(3).v, math.floor(2.5), "
+                   "twice(LIMIT))").success
+    assert ip.user_ns["result"] == (3.14, 3, 2, 14)
 
 
 def test_nbflow_runs_lists_the_interactive_run(ip, capsys) -> None:

@@ -235,3 +235,50 @@ def test_step_options_reach_argo_and_airflow(notebook, tmp_path) -> None:
     dag = render(job, "airflow")["opts_dag.py"]
     assert "retries=3," in dag and "execution_timeout=timedelta(seconds=90)," in dag
     assert "step_slow >> step_after" in dag and "[step_after] >> complete" in dag
+
+
+def test_airflow_runs_the_generated_dag(flow, dask_client) -> None:
+    """The DAG file, run by real Apache Airflow (`airflow dags test`, in its own virtual
+    environment built by tests/airflow_support.py): one task per step, then `complete`."""
+    from airflow_support import dags_test
+
+    from nbflow.store import open_store
+
+    store_dir = flow.parent / "store"
+    job = load_job(flow, cron="0 2 * * *", timezone="Europe/Paris",
+                   cluster=dask_client.scheduler.address, store=str(store_dir),
+                   db=f"sqlite:///{store_dir}/nbflow.db")
+    (dag_file,) = write(job, "airflow", flow.parent / "dags")
+    done = dags_test(dag_file, "nbflow_quickstart")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "DagRun Finished: dag_id=nbflow_quickstart" in done.stdout
+    assert "state=success" in done.stdout.split("DagRun Finished:")[-1].splitlines()[0]
+    store = open_store(str(store_dir), f"sqlite:///{store_dir}/nbflow.db")
+    try:
+        runs = [Run(r["id"], store) for r in store.meta.runs(flow="quickstart", limit=20)]
+        assert len(runs) == 6 and all(r.status.value == "succeeded" for r in runs)
+        complete = runs[0]  # newest: the `complete` task's run, every step from the cache
+        assert {s.name for s in complete.steps} == {"load", "split", "logreg", "forest", "pick"}
+        assert {t.status.value for t in complete.tasks} == {"cached"}
+        executed = sorted(t.step for r in runs for t in r.tasks if t.status.value == "succeeded")
+        assert executed == ["forest", "load", "logreg", "logreg", "logreg", "logreg", "pick",
+                            "split"]  # each step executed once, by its own task
+    finally:
+        store.close()
+
+
+def test_airflow_stops_at_a_failing_step(notebook, tmp_path, dask_client) -> None:
+    from airflow_support import dags_test
+
+    path = notebook(["%%step first\nx = 1", "%%step broken\nraise ValueError('no good')",
+                     "%%step later\ny = 2"], name="failing")
+    module = export_file(path, tmp_path / "flows" / "failing.py")
+    store_dir = tmp_path / "store"
+    job = load_job(module, cron="@daily", cluster=dask_client.scheduler.address,
+                   store=str(store_dir), db=f"sqlite:///{store_dir}/nbflow.db")
+    (dag_file,) = write(job, "airflow", tmp_path / "dags")
+    done = dags_test(dag_file, "nbflow_failing")
+    assert done.returncode == 1
+    finished = done.stdout.split("DagRun Finished:")[-1].splitlines()[0]
+    assert "state=failed" in finished
+    assert "ValueError: no good" in done.stdout
