@@ -239,6 +239,9 @@ def argo_cron_workflow(job: Job) -> str:
 
 def kubernetes_cronjob(job: Job) -> str:
     _container_job(job)
+    if not job.cluster:
+        raise ScheduleError("--cluster tcp://SCHEDULER:8786 is required for kubernetes: the "
+                            "CronJob's pod drives the flow, and its steps run on that Dask cluster")
     container = {"name": "flow", **_container(job, None)}
     spec: dict[str, Any] = {"schedule": job.cron}
     if job.timezone:

@@ -172,7 +172,9 @@ def test_container_targets_need_an_image_and_a_shared_store(flow) -> None:
     for extra, message in [([], "--image is required"),
                            (["--image", "acme/ml:1"], "--store (not given): each pod has its own"),
                            (["--image", "acme/ml:1", "--store", "s3://b/p", "--db",
-                             "sqlite:///x.db"], "--db sqlite:///x.db: each pod")]:
+                             "sqlite:///x.db"], "--db sqlite:///x.db: each pod"),
+                           (["--image", "acme/ml:1", "--store", "s3://b/p", "--db",
+                             "postgresql://h/d"], "--cluster tcp://SCHEDULER:8786 is required")]:
         done = nbflow("schedule", str(flow), "--cron", "@daily", "--target", "kubernetes",
                       *extra, cwd=flow.parent.parent)
         assert done.returncode == 2 and message in done.stderr, done.stderr
