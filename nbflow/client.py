@@ -292,6 +292,15 @@ class Flow:
         return f"<Flow {self.name}>"
 
 
+def run_list_item(run: Run, counts: dict[str, int]) -> dict[str, Any]:
+    """A run as one row of the history (the sidebar's list): its summary, duration and task
+    counts per status."""
+    duration = None
+    if run.started_at is not None and run.finished_at is not None:
+        duration = (run.finished_at - run.started_at).total_seconds()
+    return {**run.summary_json(), "duration": duration, "counts": counts}
+
+
 def list_runs(flow: str | None = None, *, store: Store | str | None = None,
               status: str | None = None, limit: int | None = None, offset: int = 0) -> list[Run]:
     st = get_store(store)

@@ -243,6 +243,27 @@ class MetadataDB:
             r = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
         return None if r is None else _row(r._mapping)
 
+    def task_counts(self, run_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Tasks per status for each run, in one query (a page of the run history)."""
+        out: dict[str, dict[str, int]] = {r: {} for r in run_ids}
+        if not run_ids:
+            return out
+        q = (sa.select(t.tasks.c.run_id, t.tasks.c.status, sa.func.count())
+             .where(t.tasks.c.run_id.in_(run_ids))
+             .group_by(t.tasks.c.run_id, t.tasks.c.status))
+        with self.engine.connect() as conn:
+            for run_id, status, n in conn.execute(q):
+                out[run_id][status] = int(n)
+        return out
+
+    def artifact(self, key: str) -> Row | None:
+        """Size and type of the artifact ``key``, and one task that made it."""
+        q = sa.select(t.outputs, t.tasks.c.run_id, t.tasks.c.step).join(
+            t.tasks, t.tasks.c.id == t.outputs.c.task_id).where(t.outputs.c.hash == key).limit(1)
+        with self.engine.connect() as conn:
+            r = conn.execute(q).first()
+            return _row(r._mapping) if r is not None else None
+
     def flows(self) -> list[str]:
         with self.engine.connect() as conn:
             q = sa.select(t.runs.c.flow).distinct().order_by(t.runs.c.flow)

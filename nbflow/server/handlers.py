@@ -1,0 +1,194 @@
+"""The REST handlers: thin, authenticated, read-only views over ``nbflow.client``.
+
+Every handler is a jupyter_server ``APIHandler`` whose methods require Jupyter's own
+authentication (``@web.authenticated``: a token or a logged-in session, else 403). Ids in URLs
+are matched by strict patterns in the routes and looked up, never joined into paths; the optional
+``notebook`` parameter (the notebook whose history is shown) must name a path inside the server's
+root directory. JSON bodies come from the client's ``to_json`` methods: the wire model lives in
+one place, mirrored by ``labextension/src/model.ts``.
+
+    GET /nbflow/api/flows                               flows with runs in the store
+    GET /nbflow/api/runs?flow=&status=&limit=&offset=   runs, newest first, with task counts
+    GET /nbflow/api/runs/RUN                            a run: steps, tasks, DAG
+    GET /nbflow/api/runs/RUN/tasks/TASK/logs?stream=stdout|stderr&tail=N
+    GET /nbflow/api/artifacts/HASH                      type, size, origin and a small preview
+    GET /nbflow/api/cluster                             the cluster of the newest live run
+All take ``?notebook=PATH`` (relative to the server root) to pick that notebook's store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from nbflow import config
+from nbflow.store import Store, open_store
+
+RUN_ID = r"(?P<run_id>[0-9]{8}-[0-9]{6}-[0-9a-f]{6})"
+TASK_ID = r"(?P<task_id>[0-9]{1,12})"
+HASH = r"(?P<key>[0-9a-f]{32})"
+MAX_PAGE = 200
+
+_stores: dict[tuple[str, str | None], Store] = {}
+
+
+class NbflowHandler(APIHandler):
+    """Common parts: the store for the request's notebook, JSON replies."""
+
+    @property
+    def root_dir(self) -> Path:
+        return Path(self.settings["nbflow_root_dir"]).resolve()
+
+    def store(self) -> Store | None:
+        """The store of the ``notebook`` parameter's folder (the nearest ``.nbflow`` above it, as
+        a run from that notebook uses), or the configured one; None if it does not exist yet."""
+        configured = config.get("store")
+        if configured:
+            return _open(str(configured), config.get("db"))
+        folder = self.root_dir
+        notebook = self.get_query_argument("notebook", "")
+        if notebook:
+            candidate = (self.root_dir / notebook).resolve()
+            if not candidate.is_relative_to(self.root_dir) or os.path.isabs(notebook):
+                raise web.HTTPError(400, "notebook must be a path inside the server's root")
+            folder = candidate.parent
+        here = folder
+        for parent in (here, *here.parents):
+            if not parent.is_relative_to(self.root_dir):
+                break
+            if (parent / ".nbflow" / "nbflow.db").is_file() or config.get("db"):
+                return _open(str(parent / ".nbflow"), config.get("db"))
+        return None
+
+    def reply(self, body: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body, default=str))
+
+    def int_argument(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.get_query_argument(name, str(default))
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise web.HTTPError(400, f"{name} must be a whole number from {low} to {high}")
+        return int(raw)
+
+
+def _open(url: str, db: str | None) -> Store:
+    key = (url, db)
+    if key not in _stores:
+        _stores[key] = open_store(url, db)
+    return _stores[key]
+
+
+class FlowsHandler(NbflowHandler):
+    @web.authenticated
+    def get(self) -> None:
+        store = self.store()
+        self.reply({"flows": store.meta.flows() if store else [],
+                    "store": store.url if store else None})
+
+
+class RunsHandler(NbflowHandler):
+    @web.authenticated
+    def get(self) -> None:
+        from nbflow.client import list_runs, run_list_item
+
+        limit = self.int_argument("limit", 50, 1, MAX_PAGE)
+        offset = self.int_argument("offset", 0, 0, 10**9)
+        store = self.store()
+        if store is None:
+            self.reply({"runs": [], "offset": offset, "limit": limit, "store": None})
+            return
+        flow = self.get_query_argument("flow", None) or None
+        status = self.get_query_argument("status", None) or None
+        runs = list_runs(flow, store=store, status=status, limit=limit, offset=offset)
+        counts = store.meta.task_counts([r.id for r in runs])
+        self.reply({"runs": [run_list_item(r, counts[r.id]) for r in runs], "offset": offset,
+                    "limit": limit, "store": store.url})
+
+
+class RunHandler(NbflowHandler):
+    @web.authenticated
+    def get(self, run_id: str) -> None:
+        from nbflow.client import Run
+
+        store = self.store()
+        try:
+            run = Run(run_id, store) if store else None
+        except KeyError:
+            run = None
+        if run is None:
+            raise web.HTTPError(404, f"no run {run_id}")
+        body = run.to_json()
+        body["dag"] = {"nodes": [s["name"] for s in body["steps"]],
+                       "edges": [[u, s["name"]] for s in body["steps"] for u in s["upstream"]]}
+        self.reply(body)
+
+
+class LogsHandler(NbflowHandler):
+    @web.authenticated
+    def get(self, run_id: str, task_id: str) -> None:
+        from nbflow.client import Task
+
+        stream = self.get_query_argument("stream", "stdout")
+        if stream not in ("stdout", "stderr"):
+            raise web.HTTPError(400, "stream must be stdout or stderr")
+        tail = self.int_argument("tail", 0, 0, 100_000)
+        store = self.store()
+        row = store.meta.task(int(task_id)) if store else None
+        if store is None or row is None or row["run_id"] != run_id:
+            raise web.HTTPError(404, f"no task {task_id} in run {run_id}")
+        text = Task(store, row).stdout if stream == "stdout" else Task(store, row).stderr
+        lines = text.splitlines(keepends=True)
+        if tail:
+            lines = lines[-tail:]
+        self.reply({"run": run_id, "task": int(task_id), "stream": stream,
+                    "text": "".join(lines), "lines": len(text.splitlines()),
+                    "truncated": bool(tail) and len(text.splitlines()) > tail})
+
+
+class ArtifactHandler(NbflowHandler):
+    @web.authenticated
+    def get(self, key: str) -> None:
+        from nbflow.server.preview import MAX_LOAD, preview
+
+        store = self.store()
+        row = store.meta.artifact(key) if store else None
+        if store is None or row is None:
+            raise web.HTTPError(404, f"no artifact {key}")
+        body = {"hash": key, "name": row["name"], "type": row["type"], "size": row["size"],
+                "run": row["run_id"], "step": row["step"], "preview": None}
+        if row["size"] <= MAX_LOAD:
+            try:
+                body["preview"] = preview(store.artifacts.get(key))
+            except Exception as exc:  # missing file, unpicklable here: say so, do not fail
+                body["preview"] = {"kind": "text", "text": f"no preview: {type(exc).__name__}: "
+                                                           f"{exc}"}
+        self.reply(body)
+
+
+class ClusterHandler(NbflowHandler):
+    @web.authenticated
+    def get(self) -> None:
+        store = self.store()
+        live = store.meta.runs(status="running", limit=1) if store else []
+        cluster = (live[0].get("cluster") if live else None) or None
+        self.reply({"cluster": cluster, "run": live[0]["id"] if live else None,
+                    "address": config.get("cluster.address")})
+
+
+def setup_handlers(web_app: Any, *, root_dir: str) -> None:
+    web_app.settings["nbflow_root_dir"] = root_dir
+    base = url_path_join(web_app.settings["base_url"], "nbflow", "api")
+    web_app.add_handlers(".*$", [
+        (url_path_join(base, "flows"), FlowsHandler),
+        (url_path_join(base, "runs"), RunsHandler),
+        (url_path_join(base, "runs", RUN_ID) + "/?", RunHandler),
+        (url_path_join(base, "runs", RUN_ID, "tasks", TASK_ID, "logs"), LogsHandler),
+        (url_path_join(base, "artifacts", HASH), ArtifactHandler),
+        (url_path_join(base, "cluster"), ClusterHandler),
+    ])
