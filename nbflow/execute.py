@@ -31,7 +31,7 @@ import dask.utils
 import psutil
 
 from nbflow import config
-from nbflow.model import Resources
+from nbflow.model import RESOURCE_NAMES, Resources
 from nbflow.worker import TaskSpec, cancel_tasks, run_task
 
 if TYPE_CHECKING:
@@ -236,6 +236,11 @@ class Executor:
             "workers": len(workers),
             "threads": sum(w.nthreads for w in workers),
             "memory": sum(w.memory_limit for w in workers),
+            # What one task can ask for (%%resources): the biggest worker's declared resources.
+            "largest_worker": max(
+                ({"address": w.address, **{k: w.resources.get(k, 0) for k in RESOURCE_NAMES}}
+                 for w in workers), key=lambda w: (w["memory"], w["cpus"], w["gpus"]),
+                default=None),
         }
 
     def check_resources(self, resources: Resources, where: str) -> None:

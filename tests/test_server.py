@@ -147,3 +147,33 @@ async def test_a_notebook_without_history_is_an_empty_list(jp_fetch, jp_root_dir
                                       params={"notebook": "fresh/new.ipynb"})).body)
     assert body["runs"] == [] and body["store"] is None
     assert not (jp_root_dir / "fresh" / ".nbflow").exists()  # reading creates nothing
+
+
+async def test_run_flow_starts_a_run_of_the_notebook(jp_fetch, jp_root_dir, dask_client,
+                                                     monkeypatch) -> None:
+    import asyncio
+
+    from nbflow.server import handlers
+
+    monkeypatch.setenv("DASK_NBFLOW__CLUSTER__ADDRESS", dask_client.scheduler.address)
+    project = jp_root_dir / "project"
+    write_notebook(project / "flow.ipynb", ["%%step a\nx = 1", "%%step b\ny = x + 1"])
+    response = await jp_fetch("nbflow", "api", "runs", method="POST",
+                              body=json.dumps({"notebook": "project/flow.ipynb"}))
+    assert response.code == 202
+    proc = handlers._children[-1]
+    for _ in range(600):
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert proc.returncode == 0, (project / ".flow.nbflow-run.log").read_text()
+    body = await get(jp_fetch, "runs")
+    assert body["runs"][0]["status"] == "succeeded" and body["runs"][0]["counts"] == {"succeeded": 2}
+    for bad in ({"notebook": "../x.ipynb"}, {"notebook": "/etc/passwd"}, {}):
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("nbflow", "api", "runs", method="POST", body=json.dumps(bad))
+        assert info.value.code == 400
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("nbflow", "api", "runs", method="POST",
+                       body=json.dumps({"notebook": "project/missing.ipynb"}))
+    assert info.value.code == 404

@@ -9,6 +9,7 @@ one place, mirrored by ``labextension/src/model.ts``.
 
     GET /nbflow/api/flows                               flows with runs in the store
     GET /nbflow/api/runs?flow=&status=&limit=&offset=   runs, newest first, with task counts
+    POST /nbflow/api/runs {"notebook": PATH}            start `nbflow run PATH` ("Run flow")
     GET /nbflow/api/runs/RUN                            a run: steps, tasks, DAG
     GET /nbflow/api/runs/RUN/tasks/TASK/logs?stream=stdout|stderr&tail=N
     GET /nbflow/api/artifacts/HASH                      type, size, origin and a small preview
@@ -109,6 +110,34 @@ class RunsHandler(NbflowHandler):
         counts = store.meta.task_counts([r.id for r in runs])
         self.reply({"runs": [run_list_item(r, counts[r.id]) for r in runs], "offset": offset,
                     "limit": limit, "store": store.url})
+
+
+    @web.authenticated
+    def post(self) -> None:
+        """Start ``nbflow run NOTEBOOK`` (the sidebar's "Run flow") as a process of its own, in
+        the notebook's folder; the new run shows up in the history as it starts."""
+        import subprocess
+        import sys
+
+        notebook = self.get_json_body() or {}
+        path = str(notebook.get("notebook") or "") if isinstance(notebook, dict) else ""
+        target = (self.root_dir / path).resolve()
+        if not path or os.path.isabs(path) or not target.is_relative_to(self.root_dir):
+            raise web.HTTPError(400, "notebook must be a path inside the server's root")
+        if target.suffix not in (".ipynb", ".py") or not target.is_file():
+            raise web.HTTPError(404, f"no notebook {path}")
+        log = target.with_name(f".{target.stem}.nbflow-run.log")
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "nbflow.cli", "run", str(target)],
+                                    cwd=target.parent, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        _children[:] = [p for p in _children if p.poll() is None]  # reap the ones that ended
+        _children.append(proc)
+        self.set_status(202)
+        self.reply({"pid": proc.pid, "notebook": path, "log": log.name})
+
+
+_children: list[Any] = []  # started runs, reaped when they end (no zombies)
 
 
 class RunHandler(NbflowHandler):
