@@ -55,7 +55,7 @@ ARRAY_ELEMENTS = 2**27  # float64: 1 GiB
 N_WORKERS = 2
 
 # In the order they run; the first four share one cluster.
-BENCHMARKS = ("chain", "foreach", "cache-hit", "kernel-step", "artifact")
+BENCHMARKS = ("chain", "foreach", "cache-hit", "kernel-step", "artifact", "history")
 CLUSTER_BENCHMARKS = {"chain", "foreach", "cache-hit", "kernel-step"}
 
 Samples = dict[str, list[float]]
@@ -575,9 +575,16 @@ def kernel_step_rows(s: Samples) -> list[Row]:
                 step <= 2 * trip)]
 
 
+def history_rows(s: Samples) -> list[Row]:
+    page = median(s, "nbflow history page") * MS
+    return [Row("History API: first page of 50 with 10,000 runs", page,
+                "the same page from sqlite3, hand-written SQL", median(s, "sqlite3 history page") * MS,
+                "ms", "<= 50 ms", page <= 50)]
+
+
 ROWS: dict[str, Callable[[Samples], list[Row]]] = {
     "chain": chain_rows, "foreach": foreach_rows, "cache-hit": cache_hit_rows,
-    "kernel-step": kernel_step_rows, "artifact": artifact_rows,
+    "kernel-step": kernel_step_rows, "artifact": artifact_rows, "history": history_rows,
 }
 
 
@@ -693,9 +700,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     selected: list[str] = args.selected
-    all_reps = ({"chain": 3, "foreach": 3, "cache-hit": 7, "kernel-step": 5, "artifact": 1}
+    all_reps = ({"chain": 3, "foreach": 3, "cache-hit": 7, "kernel-step": 5, "artifact": 1,
+                 "history": 7}
                 if args.quick else
-                {"chain": 7, "foreach": 5, "cache-hit": 21, "kernel-step": 11, "artifact": 3})
+                {"chain": 7, "foreach": 5, "cache-hit": 21, "kernel-step": 11, "artifact": 3,
+                 "history": 21})
     reps = {name: all_reps[name] for name in selected}
     samples: Samples = {}
     breakdowns: dict[str, Samples] = {}
@@ -734,6 +743,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "artifact" in selected:
             print("benchmark 3: 1 GiB artifact", file=sys.stderr, flush=True)
             samples.update(bench_artifact(scratch / "artifact", reps["artifact"]))
+        if "history" in selected:
+            print("benchmark 6: run history page", file=sys.stderr, flush=True)
+            from history import contenders as history_contenders
+
+            history = history_contenders(scratch / "history", timed)
+            alternate(1, history)  # warm-up
+            samples.update(alternate(reps["history"], history))
         machine_text = machine(scratch)
     rows = build_rows(samples, selected)
     print(results_table(rows))

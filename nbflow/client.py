@@ -301,6 +301,16 @@ def run_list_item(run: Run, counts: dict[str, int]) -> dict[str, Any]:
     return {**run.summary_json(), "duration": duration, "counts": counts}
 
 
+def history_page(store: Store, *, flow: str | None = None, status: str | None = None,
+                 limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """One page of the run history as the sidebar shows it: runs newest first, each with its
+    duration and task counts (two queries, whatever the page size)."""
+    runs = list_runs(flow, store=store, status=status, limit=limit, offset=offset)
+    counts = store.meta.task_counts([r.id for r in runs])
+    return {"runs": [run_list_item(r, counts[r.id]) for r in runs], "offset": offset,
+            "limit": limit, "store": store.url}
+
+
 def list_runs(flow: str | None = None, *, store: Store | str | None = None,
               status: str | None = None, limit: int | None = None, offset: int = 0) -> list[Run]:
     st = get_store(store)

@@ -96,7 +96,7 @@ class FlowsHandler(NbflowHandler):
 class RunsHandler(NbflowHandler):
     @web.authenticated
     def get(self) -> None:
-        from nbflow.client import list_runs, run_list_item
+        from nbflow.client import history_page
 
         limit = self.int_argument("limit", 50, 1, MAX_PAGE)
         offset = self.int_argument("offset", 0, 0, 10**9)
@@ -106,10 +106,7 @@ class RunsHandler(NbflowHandler):
             return
         flow = self.get_query_argument("flow", None) or None
         status = self.get_query_argument("status", None) or None
-        runs = list_runs(flow, store=store, status=status, limit=limit, offset=offset)
-        counts = store.meta.task_counts([r.id for r in runs])
-        self.reply({"runs": [run_list_item(r, counts[r.id]) for r in runs], "offset": offset,
-                    "limit": limit, "store": store.url})
+        self.reply(history_page(store, flow=flow, status=status, limit=limit, offset=offset))
 
 
     @web.authenticated
