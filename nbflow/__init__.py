@@ -23,6 +23,11 @@ def load_ipython_extension(ip: Any) -> None:
     load(ip)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension is (``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "nbflow-labextension"}]
+
+
 def __getattr__(name: str) -> Any:
     # Imported lazily so that `import nbflow` on a Dask worker stays cheap.
     if name in ("Artifact", "Flow", "Run", "Step", "Task"):

@@ -68,6 +68,7 @@ class _Bound:
     spec: InputSpec
     value: Any
     token: str | None
+    step: str  # the step that made it
 
 
 @dataclass
@@ -175,6 +176,7 @@ class InteractiveSession:
             value = self.namespace[name]
             if isinstance(value, ArtifactHandle):
                 specs[name] = value.spec  # left in the store: the worker reads it from there
+                self._upstream.add(value.step)
                 continue
             bound = self._bound.get(name)
             token: str | None = None
@@ -182,6 +184,7 @@ class InteractiveSession:
                 token = _token(value)
                 if token is not None and token == bound.token:
                     specs[name] = bound.spec  # from the store, unchanged: pass the reference
+                    self._upstream.add(bound.step)
                     continue
             if type(value).__name__ == "module" and hasattr(value, "__name__"):
                 specs[name] = ("module", value.__name__)
@@ -215,6 +218,7 @@ class InteractiveSession:
         node = Node(Cell(number=cell or 0, source=source), analysis,
                     by_value=tuple(n for n in analysis.inputs if n not in IGNORED_NAMES
                                    or n in self.namespace))
+        self._upstream: set[str] = set()
         specs, tokens = self._inputs(node)
         self.executor.ensure_alive()
         run_id = self._ensure_run()
@@ -227,7 +231,8 @@ class InteractiveSession:
         state.by_value, state.by_value_tokens = specs, tokens
         record = {"name": opts.name, "cell": cell, "code": analysis.body, "options": opts.to_json(),
                   "inputs": list(analysis.inputs), "outputs": list(analysis.outputs),
-                  "upstream": []}
+                  # the steps whose stored outputs it takes: the interactive run's DAG edges
+                  "upstream": sorted(self._upstream - {opts.name})}
         # Re-running the same code records nothing new (the step keeps the execution count of
         # the first run of this version of its code).
         if {**self._saved_steps.get(opts.name, {}), "cell": cell} != record:
@@ -280,7 +285,7 @@ class InteractiveSession:
                 continue
             loaded = dispatcher.load(spec)
             self.namespace[name] = loaded
-            self._bound[name] = _Bound(spec, loaded, _token(loaded))
+            self._bound[name] = _Bound(spec, loaded, _token(loaded), state.name)
         if len(state.tasks) == 1 and state.tasks[0].display:
             with contextlib.suppress(Exception):  # a display that cannot be read is not an error
                 outcome.display = self.store.artifacts.get(state.tasks[0].display["hash"])

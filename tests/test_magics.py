@@ -49,6 +49,7 @@ def test_steps_bind_outputs_and_pass_artifacts_by_reference(ip, store) -> None:
     r = Run(session.run_id, store)
     assert r.kind == "interactive" and r.flow == "analysis"
     assert r["total"].task.inputs["xs"]["kind"] == "artifact"  # not uploaded again
+    assert r["total"].upstream == ["load"] and r["load"].upstream == []  # the run's DAG
     assert r["load"].task.inputs["base"]["kind"] == "value"
 
 

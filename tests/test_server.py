@@ -177,3 +177,15 @@ async def test_run_flow_starts_a_run_of_the_notebook(jp_fetch, jp_root_dir, dask
         await jp_fetch("nbflow", "api", "runs", method="POST",
                        body=json.dumps({"notebook": "project/missing.ipynb"}))
     assert info.value.code == 404
+
+
+async def test_a_recreated_store_is_seen(jp_fetch, jp_root_dir, history, executor) -> None:
+    import shutil
+
+    assert len((await get(jp_fetch, "runs"))["runs"]) == 2
+    project = jp_root_dir / "project"
+    shutil.rmtree(project / ".nbflow")
+    store = open_store(str(project / ".nbflow"))
+    fresh = run_notebook(project / "flow.ipynb", store=store, executor=executor)
+    store.close()
+    assert [r["id"] for r in (await get(jp_fetch, "runs"))["runs"]] == [fresh]

@@ -36,7 +36,7 @@ TASK_ID = r"(?P<task_id>[0-9]{1,12})"
 HASH = r"(?P<key>[0-9a-f]{32})"
 MAX_PAGE = 200
 
-_stores: dict[tuple[str, str | None], Store] = {}
+_stores: dict[tuple[str, str | None], tuple[Store, tuple[int, int] | None]] = {}
 
 
 class NbflowHandler(APIHandler):
@@ -79,10 +79,29 @@ class NbflowHandler(APIHandler):
 
 
 def _open(url: str, db: str | None) -> Store:
+    """The store, opened once per server; reopened if its SQLite file was replaced (a deleted
+    and re-created ``.nbflow``), so the sidebar never shows a history that is gone."""
     key = (url, db)
-    if key not in _stores:
-        _stores[key] = open_store(url, db)
-    return _stores[key]
+    identity = _file_identity(url, db)
+    cached = _stores.get(key)
+    if cached is not None and cached[1] == identity:
+        return cached[0]
+    if cached is not None:
+        cached[0].close()
+    store = open_store(url, db)
+    _stores[key] = (store, _file_identity(url, db))
+    return store
+
+
+def _file_identity(url: str, db: str | None) -> tuple[int, int] | None:
+    """Device and inode of the default SQLite database file (None for other databases)."""
+    if db is not None or "://" in url:
+        return None
+    try:
+        st = os.stat(os.path.join(url, "nbflow.db"))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class FlowsHandler(NbflowHandler):
@@ -201,7 +220,11 @@ class ClusterHandler(NbflowHandler):
     @web.authenticated
     def get(self) -> None:
         store = self.store()
-        live = store.meta.runs(status="running", limit=1) if store else []
+        notebook = self.get_query_argument("notebook", "")
+        flow = Path(notebook).stem if notebook else None
+        # This notebook's live run (its kernel's interactive run, or a run of it), else any.
+        live = (store.meta.runs(flow=flow, status="running", limit=1) if store and flow else [])
+        live = live or (store.meta.runs(status="running", limit=1) if store else [])
         cluster = (live[0].get("cluster") if live else None) or None
         self.reply({"cluster": cluster, "run": live[0]["id"] if live else None,
                     "address": config.get("cluster.address")})

@@ -1,0 +1,260 @@
+/**
+ * nbflow's JupyterLab extension, driven in a real `jupyter lab` (Galata) with Debian's Chromium.
+ *
+ * Each test works in its own folder of the server root (Galata's `tmpPath`), so each test's
+ * notebook gets its own `.nbflow/` store and its own history.
+ */
+import { expect, galata, test } from '@jupyterlab/galata';
+import type { Locator, Page } from '@playwright/test';
+import { spawnSync } from 'child_process';
+
+/** The extension's DOM ids, classes and commands (from labextension/src). */
+const SIDEBAR_ID = 'nbflow-sidebar';
+const PLUGIN_ID = 'nbflow-labextension:plugin';
+const SCALE_COMMAND = 'nbflow:scale-cell';
+
+const NOTEBOOK = 'flow.ipynb';
+const MAKE_LINE = 'hello from make: 3 items';
+
+/** A small flow: the extension, a parameters cell, two steps (make -> total). */
+function exampleNotebook(): string {
+  const code = (source: string, tags: string[] = []) => ({
+    cell_type: 'code',
+    execution_count: null,
+    metadata: tags.length ? { tags } : {},
+    outputs: [],
+    source
+  });
+  return JSON.stringify({
+    cells: [
+      code('%load_ext nbflow'),
+      code('greeting = "hello"\nn = 3', ['parameters']),
+      code(
+        '%%step make\nitems = list(range(n))\nprint(f"{greeting} from make: {len(items)} items")'
+      ),
+      // --force: never a cache hit, so re-running it (after scaling) really runs it on a worker.
+      code('%%step total --force\ntotal = sum(items)\nprint(f"total is {total}")')
+    ],
+    metadata: {
+      kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
+      language_info: { name: 'python' }
+    },
+    nbformat: 4,
+    nbformat_minor: 5
+  });
+}
+
+/** Runs a command through the command palette, as a person would. */
+async function runFromPalette(page: Page, label: string): Promise<void> {
+  await page.keyboard.press('Control+Shift+C');
+  const palette = page.locator('#command-palette');
+  const input = palette.locator('.lm-CommandPalette-input');
+  await expect(input).toBeVisible();
+  await input.fill(label);
+  const item = palette.locator('.lm-CommandPalette-item', { hasText: label }).first();
+  await expect(item).toBeVisible();
+  await item.click();
+}
+
+test.describe('smoke', () => {
+  test('JupyterLab loads', async ({ page }) => {
+    await expect(page.locator('#jp-main-dock-panel')).toBeVisible();
+    await expect(page.locator('.jp-LauncherCard').first()).toBeVisible();
+  });
+
+  test('the nbflow server extension answers', async ({ page, baseURL }) => {
+    const response = await page.request.get(`${baseURL}/nbflow/api/flows`);
+    expect(response.status()).toBe(200);
+    expect(await response.json()).toHaveProperty('flows');
+  });
+
+  test('the nbflow lab extension is installed and enabled', async ({ page }) => {
+    // `jupyter labextension list` writes its listing to stderr.
+    const listing = spawnSync('jupyter', ['labextension', 'list'], { encoding: 'utf-8' });
+    expect(listing.status).toBe(0);
+    // eslint-disable-next-line no-control-regex
+    const plain = `${listing.stdout}${listing.stderr}`.replace(/\x1b\[[0-9;]*m/g, '');
+    expect(plain).toMatch(/nbflow\S*\s+v\S+\s+enabled\s+OK/);
+    const tab = page.locator(`.jp-SideBar li.lm-TabBar-tab[data-id="${SIDEBAR_ID}"]`);
+    await expect(tab).toBeVisible();
+  });
+});
+
+test('the palette has nbflow\'s commands; "Show run history" opens the sidebar', async ({
+  page
+}) => {
+  await page.keyboard.press('Control+Shift+C');
+  const palette = page.locator('#command-palette');
+  await palette.locator('.lm-CommandPalette-input').fill('nbflow:');
+  const labels = ['nbflow: Run flow', 'nbflow: Show run history', 'nbflow: Scale the active cell'];
+  for (const label of labels) {
+    await expect(palette.locator('.lm-CommandPalette-item', { hasText: label })).toHaveCount(1);
+  }
+  await page.keyboard.press('Escape');
+  await page.sidebar.openTab('filebrowser');
+  await expect(page.locator(`#${SIDEBAR_ID}`)).toBeHidden();
+  await runFromPalette(page, 'nbflow: Show run history');
+  await expect(page.locator(`#${SIDEBAR_ID}`)).toBeVisible();
+  await expect(page.locator(`#${SIDEBAR_ID}`)).toContainText(
+    'Open a notebook to see the runs of its flow.'
+  );
+});
+
+test.describe('a flow in the sidebar', () => {
+  test.use({
+    mockSettings: {
+      ...galata.DEFAULT_SETTINGS,
+      [PLUGIN_ID]: {
+        // 1G: a request every LocalCluster worker here satisfies (each declares RAM / cores).
+        presets: { memory: ['1G', '4G', '16G'], cpus: [1, 2], gpus: [0, 1] },
+        // Poll often, so the test does not wait out the sidebar's backoff.
+        polling: { minInterval: 1, maxBackoff: 2, clusterInterval: 2 }
+      }
+    }
+  });
+
+  test('run flow, see its steps and logs, scale a cell', async ({ page, tmpPath }) => {
+    // A folder of its own for each attempt: the server extension keeps a store open once it has
+    // read it, so a store deleted with an earlier attempt's folder would still be shown.
+    const folder = `${tmpPath}/${Date.now().toString(36)}`;
+    await page.contents.createDirectory(folder);
+    const path = `${folder}/${NOTEBOOK}`;
+    await page.contents.uploadContent(exampleNotebook(), 'text', path);
+    await page.notebook.openByPath(path);
+    await page.notebook.activate(NOTEBOOK);
+
+    // -- Run flow, from the palette: a headless `nbflow run` of the saved notebook ----------
+    await runFromPalette(page, 'nbflow: Run flow');
+    const sidebar = page.locator(`#${SIDEBAR_ID}`);
+    await expect(sidebar).toBeVisible();
+    await page.sidebar.setWidth(360, 'left'); // room for a run's row; fixed for the screenshots
+    const rows = sidebar.locator('li.jp-nbflow-runrow');
+    await expect(rows).toHaveCount(1, { timeout: 60_000 });
+    const run = rows.first();
+    // The first run starts a Dask LocalCluster: allow for it.
+    await expect(run.locator('.jp-nbflow-badge')).toHaveText('succeeded', { timeout: 120_000 });
+
+    // -- The run: its DAG and its steps -------------------------------------------------------
+    await run.click();
+    const detail = sidebar.locator('.jp-nbflow-detail');
+    await expect(detail.locator('svg.jp-nbflow-dag')).toBeVisible();
+    await expect(detail.locator('.jp-nbflow-dag-node')).toHaveCount(2);
+    await expect(detail.locator('.jp-nbflow-dag-edge')).toHaveCount(1);
+    const steps = detail.locator('li.jp-nbflow-step');
+    await expect(steps).toHaveCount(2);
+    await expect(steps.nth(0)).toContainText('make');
+    await expect(steps.nth(1)).toContainText('total');
+    for (const step of await steps.all()) {
+      await expect(step.locator('.jp-nbflow-dot')).toHaveClass(/jp-nbflow-state-succeeded/);
+    }
+
+    if (process.env.NBFLOW_README_SCREENSHOT) {
+      // The README's picture: the same view, unmasked (`NBFLOW_README_SCREENSHOT=1`).
+      await sidebar.screenshot({ path: '../docs/sidebar.png' });
+    }
+    await expect(sidebar).toHaveScreenshot('sidebar-finished-run.png', {
+      mask: volatile(sidebar)
+    });
+
+    // -- A step's task and its logs -----------------------------------------------------------
+    await steps.filter({ hasText: 'make' }).click();
+    const stepView = detail.locator('.jp-nbflow-stepview');
+    await expect(stepView).toContainText('make');
+    const task = stepView.locator('.jp-nbflow-taskhead');
+    await expect(task).toHaveCount(1);
+    await expect(task).toContainText('succeeded');
+    // A step with a single task opens it, with its logs.
+    await expect(task).toHaveAttribute('aria-expanded', 'true');
+    await expect(stepView.locator('.jp-nbflow-log pre.jp-nbflow-pre').first()).toContainText(
+      MAKE_LINE
+    );
+
+    // -- Run the cells in the kernel (the interactive run), then scale the `total` cell ---------
+    await page.notebook.activate(NOTEBOOK);
+    await page.notebook.run();
+    expect((await page.notebook.getCellTextOutput(3))?.join('')).toContain('total is 3');
+    const countBefore = await executionCount(page, 3);
+    expect(countBefore).toBeGreaterThan(0);
+    // The kernel's run is live: the status bar names its cluster.
+    await expect(page.locator('.jp-nbflow-status')).toContainText('Dask: local');
+
+    await page.notebook.selectCells(3);
+    const cell = (await page.notebook.getCellLocator(3))!;
+    await cell.click(); // the cell toolbar shows on the active cell
+    const scale = cell.locator(`.jp-cell-toolbar [data-command="${SCALE_COMMAND}"]`);
+    await expect(scale).toBeVisible();
+    await scale.click();
+
+    const dialog = page.locator('.jp-Dialog');
+    await expect(dialog.locator('.jp-nbflow-scale')).toBeVisible();
+    await expect(dialog.locator('.jp-Dialog-header')).toHaveText('Scale this cell');
+    await dialog.locator('.jp-nbflow-preset', { hasText: /^1G$/ }).click();
+    await expect(dialog.locator('#jp-nbflow-scale-memory')).toHaveValue('1G');
+    await expect(dialog.locator('.jp-Dialog-content')).toHaveScreenshot('scale-dialog.png', {
+      // The cluster line names this machine's largest worker (RAM / cores).
+      mask: [dialog.locator('.jp-nbflow-scale .jp-nbflow-muted', { hasText: /^(Cluster|No live)/ })]
+    });
+    await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
+    await expect(dialog).toHaveCount(0);
+
+    // The cell's header now asks for 1G, and the cell ran again.
+    await expect
+      .poll(async () => page.notebook.getCellTextInput(3))
+      .toBe(
+        '%%step total --force\n%%resources memory=1G\ntotal = sum(items)\nprint(f"total is {total}")'
+      );
+    await expect.poll(async () => executionCount(page, 3)).toBeGreaterThan(countBefore);
+    await expect
+      .poll(async () => (await page.notebook.getCellTextOutput(3))?.join(''))
+      .toContain('total is 3');
+
+    // The kernel's interactive run recorded the second execution with the new request.
+    const kernelRun = rows.filter({ hasText: 'kernel' });
+    await expect(kernelRun).toHaveCount(1);
+    await kernelRun.click();
+    await detail.locator('li.jp-nbflow-step', { hasText: 'total' }).click();
+    await expect(fieldOf(stepView, 'requests').first()).toHaveText('memory=1G');
+    const totalTasks = stepView.locator('.jp-nbflow-taskhead');
+    await expect(totalTasks).toHaveCount(2);
+    // Executions are listed newest first, and the newest one opens by itself (one task is
+    // open at a time).
+    await expect(totalTasks.first()).toHaveAttribute('aria-expanded', 'true');
+    const newest = stepView.locator('.jp-nbflow-task');
+    await expect(newest).toHaveCount(1);
+    await expect(fieldOf(newest, 'resources')).toHaveText('memory=1G');
+    await expect(newest.locator('.jp-nbflow-log pre.jp-nbflow-pre').first()).toContainText(
+      'total is 3'
+    );
+  });
+});
+
+/** Parts of the sidebar that change from run to run: masked in its screenshots. */
+function volatile(sidebar: Locator): Locator[] {
+  const fieldRows = sidebar.locator('.jp-nbflow-fields tr', {
+    has: sidebar.page().locator('th', { hasText: /^(started|duration|elapsed|cluster)$/ })
+  });
+  return [
+    sidebar.locator('.jp-nbflow-runrow .jp-nbflow-start'),
+    sidebar.locator('.jp-nbflow-runrow .jp-nbflow-num'),
+    sidebar.locator('.jp-nbflow-head2 .jp-nbflow-mono'),
+    fieldRows.locator('td'),
+    sidebar.locator('.jp-nbflow-taskhead .jp-nbflow-muted')
+  ];
+}
+
+/** The value cell of a `<th>NAME</th><td>…</td>` row of the sidebar's field tables. */
+function fieldOf(scope: Locator, name: string): Locator {
+  return scope
+    .locator('.jp-nbflow-fields tr', {
+      has: scope.page().locator('th', { hasText: new RegExp(`^${name}$`) })
+    })
+    .locator('td');
+}
+
+/** A code cell's execution count ([N]: in its prompt), 0 if none. */
+async function executionCount(page: Page, index: number): Promise<number> {
+  const cell = (await page.notebook.getCellLocator(index))!;
+  const prompt = await cell.locator('.jp-InputArea-prompt').innerText();
+  const match = /\[(\d+)\]/.exec(prompt);
+  return match ? Number(match[1]) : 0;
+}
