@@ -48,6 +48,7 @@ class Job:
     db: str | None = None
     image: str | None = None
     workdir: str = "/app"  # where the project is inside the image
+    project: Path = field(default_factory=Path.cwd)  # the project folder the image contains
     env: dict[str, str] = field(default_factory=dict)
 
     def args(self, until: str | None = None) -> list[str]:
@@ -61,12 +62,12 @@ class Job:
 
     @property
     def in_image(self) -> str:
-        """The module's path relative to the project folder (this working directory), which is
-        ``workdir`` in the image."""
-        relative = os.path.relpath(self.module, os.getcwd())
+        """The module's path relative to the project folder (by default the working directory
+        of `nbflow schedule`), which is ``workdir`` in the image."""
+        relative = os.path.relpath(self.module, self.project)
         if relative.startswith(".."):
-            raise ScheduleError(f"{self.module} is outside this folder ({os.getcwd()}): run "
-                                "`nbflow schedule` from the project folder the image contains")
+            raise ScheduleError(f"{self.module} is outside the project folder ({self.project}): "
+                                "run `nbflow schedule` from the project folder the image contains")
         return relative.replace(os.sep, "/")
 
     def local_command(self, until: str | None = None) -> str:

@@ -185,17 +185,12 @@ def test_kubernetes_cronjob_matches_the_schema(flow) -> None:
 
     job = load_job(flow, cron="0 2 * * *", timezone="Europe/Paris", image="ghcr.io/acme/ml:1",
                    store="s3://bucket/nbflow", db="postgresql+psycopg://u@db/nbflow",
-                   cluster="tcp://dask-scheduler:8786")
-    cwd = os.getcwd()
-    os.chdir(flow.parent.parent)
-    try:
-        (path,) = write(job, "kubernetes", flow.parent)
-    finally:
-        os.chdir(cwd)
+                   cluster="tcp://dask-scheduler:8786", project=flow.parent.parent)
+    (path,) = write(job, "kubernetes", flow.parent)
     doc = yaml.safe_load(path.read_text())
     assert kubernetes_cronjob_problems(doc) == []
     container = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "flows/quickstart.py"]
+    assert container["command"] == ["python", "flows/quickstart.py"]  # relative to the project
     assert container["args"][:1] == ["run"] and "--until" not in container["args"]
     assert doc["spec"]["timeZone"] == "Europe/Paris" and doc["spec"]["schedule"] == "0 2 * * *"
 
@@ -204,13 +199,9 @@ def test_argo_cron_workflow_matches_the_schema(flow) -> None:
     from schema_check import argo_cron_workflow_problems
 
     job = load_job(flow, cron="0 2 * * *", timezone="Europe/Paris", image="ghcr.io/acme/ml:1",
-                   store="s3://bucket/nbflow", db="postgresql+psycopg://u@db/nbflow")
-    cwd = os.getcwd()
-    os.chdir(flow.parent.parent)
-    try:
-        (path,) = write(job, "argo", flow.parent)
-    finally:
-        os.chdir(cwd)
+                   store="s3://bucket/nbflow", db="postgresql+psycopg://u@db/nbflow",
+                   project=flow.parent.parent)
+    (path,) = write(job, "argo", flow.parent)
     doc = yaml.safe_load(path.read_text())
     assert argo_cron_workflow_problems(doc) == []
     templates = {t["name"]: t for t in doc["spec"]["workflowSpec"]["templates"]}
@@ -225,13 +216,9 @@ def test_step_options_reach_argo_and_airflow(notebook, tmp_path) -> None:
     path = notebook(["%%step slow --retry 3 --timeout 90\nx = 1", "%%step after\ny = x"],
                     name="opts")
     module = export_file(path, tmp_path / "opts.py")
-    job = load_job(module, cron="@hourly", image="i:1", store="s3://b/p", db="postgresql://h/d")
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        argo = yaml.safe_load(render(job, "argo")["nbflow-opts.argo.yaml"])
-    finally:
-        os.chdir(cwd)
+    job = load_job(module, cron="@hourly", image="i:1", store="s3://b/p", db="postgresql://h/d",
+                   project=tmp_path)
+    argo = yaml.safe_load(render(job, "argo")["nbflow-opts.argo.yaml"])
     slow = next(t for t in argo["spec"]["workflowSpec"]["templates"] if t["name"] == "slow")
     assert slow["retryStrategy"] == {"limit": "3"} and slow["activeDeadlineSeconds"] == 90
     dag = render(job, "airflow")["opts_dag.py"]
