@@ -17,7 +17,7 @@ from typing import Any
 
 from nbflow import config
 from nbflow.model import ArtifactRef, DataFile, Resources, RunStatus, StepOptions, TaskStatus
-from nbflow.store import Store, open_store
+from nbflow.store import LIVE_LOG, Store, open_store
 
 _stores: dict[tuple[str | None, str | None], Store] = {}
 
@@ -102,6 +102,10 @@ class Task:
 
     def _log(self, which: str) -> str:
         path = self._row[f"{which}_path"]
+        if not path and self.status == TaskStatus.RUNNING:
+            # Still running: the lines so far, as its run's driver relays them (once a second).
+            path = LIVE_LOG.format(run=self.run_id, task=self.id,
+                                   attempt=self._row["attempts"], stream=which)
         if not path:
             return ""
         try:

@@ -30,7 +30,7 @@ from nbflow.analyze import normalize_code
 from nbflow.execute import Attempt, Executor
 from nbflow.graph import FlowGraph, Node
 from nbflow.model import ArtifactRef, TaskStatus
-from nbflow.store import Store
+from nbflow.store import LIVE_LOG, Store
 from nbflow.tokenize import value_token
 from nbflow.worker import InputSpec, TaskSpec
 
@@ -120,6 +120,10 @@ class Dispatcher:
         # plain cell ends.
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._live_logs: dict[tuple[int, int], dict[str, list[str]]] = {}
+        # Attempts with lines not yet written to their live log file (LIVE_LOG), for readers of
+        # the store (the JupyterLab sidebar) while the task runs; written at most once a second.
+        self._live_dirty: set[tuple[int, int]] = set()
+        self._live_flushed = 0.0
         self._live_lock = threading.Lock()
         self._code = {name: normalize_code(s.node.analysis.body) for name, s in self.steps.items()}
         # Outputs that must be saved (None: all of them, as in a kernel, where any later cell may
@@ -139,8 +143,10 @@ class Dispatcher:
         if msg.get("run") != self.run_id:
             return
         with self._live_lock:
-            streams = self._live_logs.setdefault((msg["task"], msg.get("attempt", 0)), {})
+            key = (msg["task"], msg.get("attempt", 0))
+            streams = self._live_logs.setdefault(key, {})
             streams.setdefault(msg["stream"], []).extend(msg["lines"])
+            self._live_dirty.add(key)
         if self.on_log is not None:  # echoed by the driver thread (a kernel's output goes to
             self.events.put(("log", msg))  # the cell of the thread that writes it)
 
@@ -385,6 +391,7 @@ class Dispatcher:
                     # event was lost; ask the future
                     self._resolve(*found, self.executor.result(attempt))
             self._check_deadlines()
+            self._flush_live_logs()
 
     def _find(self, step: str, task_id: int, attempt: int) -> tuple[StepState, TaskState] | None:
         """The task whose *current* attempt this is; None for a late or stopped attempt."""
@@ -417,6 +424,25 @@ class Dispatcher:
             self.store.meta.finish_attempt(task.task_id, task.attempt, TaskStatus.TIMED_OUT,
                                            error=error)
             self._after_failure(state, task, result, TaskStatus.TIMED_OUT)
+
+    def _flush_live_logs(self) -> None:
+        """Write the lines of running attempts to ``LIVE_LOG`` files, at most once a second.
+        They are separate from the logs the worker writes when the attempt ends, so a late
+        flush can never overwrite a complete log."""
+        now = time.monotonic()
+        if now - self._live_flushed < 1.0 or not self._live_dirty:
+            return
+        self._live_flushed = now
+        with self._live_lock:
+            dirty, self._live_dirty = self._live_dirty, set()
+            snapshot = {k: {s: list(v) for s, v in self._live_logs.get(k, {}).items()}
+                        for k in dirty if k in self._live_logs}
+        for (task_id, attempt), streams in snapshot.items():
+            for stream, lines in streams.items():
+                with contextlib.suppress(OSError):
+                    self.store.artifacts.write_text(
+                        LIVE_LOG.format(run=self.run_id, task=task_id, attempt=attempt,
+                                        stream=stream), "\n".join(lines) + "\n")
 
     def _saved_live_logs(self, task: TaskState) -> dict[str, Any]:
         """An attempt that never reported back: keep the lines it streamed, as its logs."""

@@ -189,3 +189,37 @@ async def test_a_recreated_store_is_seen(jp_fetch, jp_root_dir, history, executo
     fresh = run_notebook(project / "flow.ipynb", store=store, executor=executor)
     store.close()
     assert [r["id"] for r in (await get(jp_fetch, "runs"))["runs"]] == [fresh]
+
+
+async def test_a_running_tasks_logs_are_served_as_it_prints(jp_fetch, jp_root_dir, executor) -> None:
+    import asyncio
+
+    project = jp_root_dir / "project"
+    flag = project / "go.flag"
+    write_notebook(project / "flow.ipynb", [
+        f"%%step wait\nimport os, time\nprint('started', flush=True)\n"
+        f"while not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)\nprint('done')\nx = 1"])
+    store = open_store(str(project / ".nbflow"))
+    running = asyncio.create_task(asyncio.to_thread(
+        run_notebook, project / "flow.ipynb", store=store, executor=executor))
+    try:
+        text = ""
+        for _ in range(300):  # the driver writes the lines so far about once a second
+            runs = (await get(jp_fetch, "runs"))["runs"]
+            if runs:
+                run = await get(jp_fetch, "runs", runs[0]["id"])
+                task = run["tasks"][0] if run["tasks"] else None
+                if task is not None and task["status"] == "running":
+                    logs = await get(jp_fetch, "runs", run["id"], "tasks", str(task["id"]), "logs")
+                    text = logs["text"]
+                    if text:
+                        break
+            await asyncio.sleep(0.1)
+        assert text == "started\n"  # while the task still runs
+    finally:
+        flag.write_text("go")
+        run_id = await running
+        store.close()
+    run = await get(jp_fetch, "runs", run_id)
+    logs = await get(jp_fetch, "runs", run_id, "tasks", str(run["tasks"][0]["id"]), "logs")
+    assert logs["text"] == "started\ndone\n"  # the complete log, as the worker wrote it

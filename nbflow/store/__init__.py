@@ -18,7 +18,13 @@ from nbflow.store.artifacts import (
 )
 from nbflow.store.metadata import MetadataDB, MetadataError
 
+# Where a running attempt's stdout/stderr lines so far are kept, next to the complete logs that
+# the worker writes when the attempt ends (``logs/RUN/TASK.ATTEMPT.STREAM``): written by the run's
+# driver about once a second, read by ``nbflow.client.Task`` while the task runs.
+LIVE_LOG = "logs/{run}/{task}.{attempt}.{stream}.live"
+
 __all__ = [
+    "LIVE_LOG",
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactStore",
