@@ -223,3 +223,32 @@ async def test_a_running_tasks_logs_are_served_as_it_prints(jp_fetch, jp_root_di
     run = await get(jp_fetch, "runs", run_id)
     logs = await get(jp_fetch, "runs", run_id, "tasks", str(run["tasks"][0]["id"]), "logs")
     assert logs["text"] == "started\ndone\n"  # the complete log, as the worker wrote it
+
+
+async def test_export_writes_the_module_and_its_schedule(jp_fetch, jp_root_dir) -> None:
+    project = jp_root_dir / "project"
+    write_notebook(project / "flow.ipynb", ["%%step a\nx = 1", "%%step b\ny = x + 1"])
+    response = await jp_fetch("nbflow", "api", "export", method="POST", body=json.dumps(
+        {"notebook": "project/flow.ipynb", "target": "systemd", "cron": "0 3 * * *",
+         "timezone": "Europe/Paris"}))
+    files = json.loads(response.body)["files"]
+    assert files == ["project/flows/flow.py", "project/flows/nbflow-flow.service",
+                     "project/flows/nbflow-flow.timer"]
+    assert '@step("b", cell=2)' in (jp_root_dir / files[0]).read_text()
+    assert "OnCalendar=*-*-* 03:00:00 Europe/Paris" in (jp_root_dir / files[2]).read_text()
+    for body, code, message in [
+        ({"notebook": "project/flow.ipynb", "target": "cron", "cron": "0 3 * *"}, 400,
+         "has 4 field(s)"),
+        ({"notebook": "project/flow.ipynb", "target": "fax"}, 400, "target must be one of"),
+        ({"notebook": "project/flow.ipynb", "output": "../escape.py"}, 400, "inside the server"),
+        ({"notebook": "project/nope.ipynb"}, 404, "no notebook"),
+    ]:
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("nbflow", "api", "export", method="POST", body=json.dumps(body))
+        assert info.value.code == code
+        assert message in json.loads(info.value.response.body)["message"]
+    assert not (jp_root_dir.parent / "escape.py").exists()
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("nbflow", "api", "export", method="POST", headers={"Authorization": ""},
+                       body=json.dumps({"notebook": "project/flow.ipynb"}))
+    assert info.value.code == 403

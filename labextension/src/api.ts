@@ -9,6 +9,8 @@ import { ServerConnection } from '@jupyterlab/services';
 import {
   ArtifactReply,
   ClusterReply,
+  ExportReply,
+  ExportRequest,
   FlowsReply,
   LogsReply,
   RunDetail,
@@ -109,6 +111,11 @@ export class NbflowApi {
   /** Start `nbflow run NOTEBOOK` on the server ("Run flow"). */
   startRun(notebook: string): Promise<StartRunReply> {
     return this.request(['runs'], {}, 'POST', { notebook });
+  }
+
+  /** Write the notebook as a flow module (and its schedule): `nbflow export` / `schedule`. */
+  exportFlow(request: ExportRequest): Promise<ExportReply> {
+    return this.request(['export'], {}, 'POST', request);
   }
 
   private get<T>(parts: string[], query: Query): Promise<T> {

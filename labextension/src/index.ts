@@ -42,6 +42,7 @@ export namespace CommandIDs {
   export const runFlow = 'nbflow:run-flow';
   export const showHistory = 'nbflow:show-history';
   export const scaleCell = 'nbflow:scale-cell';
+  export const exportFlow = 'nbflow:export';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -266,11 +267,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    app.commands.addCommand(CommandIDs.exportFlow, {
+      label: 'nbflow: Export notebook as scheduled flow…',
+      describedBy: noArgs,
+      caption:
+        'Write the notebook as a flow module and a cron/systemd/Airflow/Argo/Kubernetes job',
+      icon: flowIcon,
+      isEnabled: () => current() !== null,
+      execute: async () => {
+        const panel = current();
+        if (!panel) {
+          return;
+        }
+        const { exportNotebook } = await import('./export');
+        await exportNotebook(panel, api, path =>
+          app.commands.execute('docmanager:open', { path })
+        );
+      }
+    });
+
     if (palette) {
       for (const command of [
         CommandIDs.runFlow,
         CommandIDs.showHistory,
-        CommandIDs.scaleCell
+        CommandIDs.scaleCell,
+        CommandIDs.exportFlow
       ]) {
         palette.addItem({ command, category: 'nbflow' });
       }

@@ -213,3 +213,21 @@ export interface ClusterReply {
   /** `nbflow.cluster.address` from the server's configuration. */
   address: string | null;
 }
+
+/** POST nbflow/api/export: the notebook, and a schedule when `target` is given. */
+export interface ExportRequest {
+  notebook: string;
+  output?: string;
+  target?: string;
+  cron?: string;
+  timezone?: string;
+  image?: string;
+  store?: string;
+  db?: string;
+  cluster?: string;
+}
+
+/** The files the export wrote, relative to the server root. */
+export interface ExportReply {
+  files: string[];
+}

@@ -14,6 +14,7 @@ one place, mirrored by ``labextension/src/model.ts``.
     GET /nbflow/api/runs/RUN/tasks/TASK/logs?stream=stdout|stderr&tail=N
     GET /nbflow/api/artifacts/HASH                      type, size, origin and a small preview
     GET /nbflow/api/cluster                             the cluster of the newest live run
+    POST /nbflow/api/export {"notebook", "target", "cron", ...}   export (and schedule) it
 All take ``?notebook=PATH`` (relative to the server root) to pick that notebook's store.
 """
 
@@ -216,6 +217,58 @@ class ArtifactHandler(NbflowHandler):
         self.reply(body)
 
 
+class ExportHandler(NbflowHandler):
+    """``POST {"notebook", "output"?, "target"?, "cron"?, "timezone"?, "image"?, "store"?, "db"?,
+    "cluster"?}``: export the notebook as a flow module (default ``flows/NAME.py`` next to it) and,
+    with a target, schedule it; replies with the written files, relative to the server root."""
+
+    @web.authenticated
+    def post(self) -> None:
+        from nbflow.analyze import AnalysisError
+        from nbflow.cronexpr import ScheduleError
+        from nbflow.export import export_file
+        from nbflow.schedule import TARGETS, load_job, write
+
+        body = self.get_json_body() or {}
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "expected a JSON object")
+        notebook = self._inside(body.get("notebook"), "notebook")
+        if notebook.suffix != ".ipynb" or not notebook.is_file():
+            raise web.HTTPError(404, f"no notebook {body.get('notebook')}")
+        output = self._inside(body.get("output") or str(
+            (notebook.parent / "flows" / f"{notebook.stem}.py").relative_to(self.root_dir)),
+            "output")
+        if output.suffix != ".py":
+            raise web.HTTPError(400, "output must be a .py file")
+        target = body.get("target") or None
+        if target is not None and target not in TARGETS:
+            raise web.HTTPError(400, f"target must be one of {', '.join(TARGETS)}")
+        try:
+            module = export_file(notebook, output)
+            written = [module]
+            if target:
+                job = load_job(module, cron=str(body.get("cron") or ""),
+                               timezone=body.get("timezone") or None,
+                               image=body.get("image") or None, store=body.get("store") or None,
+                               db=body.get("db") or None, cluster=body.get("cluster") or None,
+                               project=self.root_dir)
+                if target in ("cron", "systemd", "airflow") and not (job.store and job.db):
+                    from nbflow.store import resolve
+
+                    job.store, job.db = resolve(job.store, job.db)
+                written += write(job, target, module.parent)
+        except (AnalysisError, ScheduleError, ValueError) as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        self.reply({"files": [str(Path(p).resolve().relative_to(self.root_dir)) for p in written]})
+
+    def _inside(self, value: Any, what: str) -> Path:
+        path = str(value or "")
+        target = (self.root_dir / path).resolve()
+        if not path or os.path.isabs(path) or not target.is_relative_to(self.root_dir):
+            raise web.HTTPError(400, f"{what} must be a path inside the server's root")
+        return target
+
+
 class ClusterHandler(NbflowHandler):
     @web.authenticated
     def get(self) -> None:
@@ -240,4 +293,5 @@ def setup_handlers(web_app: Any, *, root_dir: str) -> None:
         (url_path_join(base, "runs", RUN_ID, "tasks", TASK_ID, "logs"), LogsHandler),
         (url_path_join(base, "artifacts", HASH), ArtifactHandler),
         (url_path_join(base, "cluster"), ClusterHandler),
+        (url_path_join(base, "export"), ExportHandler),
     ])

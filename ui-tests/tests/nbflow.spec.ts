@@ -258,3 +258,41 @@ async function executionCount(page: Page, index: number): Promise<number> {
   const match = /\[(\d+)\]/.exec(prompt);
   return match ? Number(match[1]) : 0;
 }
+
+test('export the notebook as a scheduled flow, and open what was written', async ({
+  page,
+  tmpPath
+}) => {
+  const path = `${tmpPath}/${NOTEBOOK}`;
+  await page.contents.uploadContent(exampleNotebook(), 'text', path);
+  await page.notebook.openByPath(path);
+  await page.notebook.activate(NOTEBOOK);
+
+  await runFromPalette(page, 'nbflow: Export notebook as scheduled flow…');
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog.locator('.jp-nbflow-export')).toBeVisible();
+  await expect(dialog.locator('#jp-nbflow-export-output')).toHaveValue(`${tmpPath}/flows/flow.py`);
+  await dialog.locator('#jp-nbflow-export-target').selectOption('systemd');
+  await dialog.locator('#jp-nbflow-export-cron').fill('30 4 * * 1-5');
+  await dialog.locator('#jp-nbflow-export-timezone').fill('Europe/Paris');
+  await dialog.getByRole('button', { name: 'Export' }).click();
+
+  // The module and both units were written, and opened in the editor.
+  const tabs = page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel');
+  for (const name of ['flow.py', 'nbflow-flow.service', 'nbflow-flow.timer']) {
+    await expect(tabs.filter({ hasText: new RegExp(`^${name.replace(/\./g, '\\.')}$`) })).toHaveCount(1);
+  }
+  expect(await page.contents.fileExists(`${tmpPath}/flows/flow.py`)).toBe(true);
+  const timer = await page.evaluate(
+    async p => (await window.jupyterapp.serviceManager.contents.get(p)).content as string,
+    `${tmpPath}/flows/nbflow-flow.timer`
+  );
+  expect(timer).toContain('OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 04:30:00 Europe/Paris');
+
+  // A bad cron expression is refused with the server's message, and nothing breaks.
+  await runFromPalette(page, 'nbflow: Export notebook as scheduled flow…');
+  await dialog.locator('#jp-nbflow-export-target').selectOption('cron');
+  await dialog.locator('#jp-nbflow-export-cron').fill('61 * * * *');
+  await dialog.getByRole('button', { name: 'Export' }).click();
+  await expect(page.locator('.jp-Dialog')).toContainText('minute field \'61\': 61 is outside 0-59');
+});

@@ -124,6 +124,23 @@ describe('NbflowApi', () => {
     });
   });
 
+  it('posts an export request', async () => {
+    next = reply(200, { files: ['flows/a.py', 'flows/nbflow-a.cron'] });
+    const out = await api.exportFlow({
+      notebook: 'a.ipynb',
+      target: 'cron',
+      cron: '@daily'
+    });
+    expect(out.files).toEqual(['flows/a.py', 'flows/nbflow-a.cron']);
+    expect(calls[0].url).toBe(`${BASE}nbflow/api/export`);
+    expect(calls[0].init.method).toBe('POST');
+    expect(JSON.parse(calls[0].init.body as string)).toEqual({
+      notebook: 'a.ipynb',
+      target: 'cron',
+      cron: '@daily'
+    });
+  });
+
   it("throws the server's message", async () => {
     next = reply(400, {
       message: "notebook must be a path inside the server's root",
