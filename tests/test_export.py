@@ -59,24 +59,45 @@ def test_the_module_is_importable_and_its_functions_callable(tmp_path) -> None:
     assert len(X_train) + len(X_test) == len(X) == len(y_train) + len(y_test) == 569
 
 
-def test_round_trip_gives_identical_artifacts(tmp_path, store, executor) -> None:
+def test_round_trip_gives_identical_artifacts(notebook, tmp_path, store, executor) -> None:
+    """Notebook -> module -> run: every output of a forced module run is byte-identical (same
+    hash) to the notebook run's. The flow computes its values (numpy, pandas, plain data) in
+    each step; see the quickstart test below for steps that re-pickle objects they loaded."""
+    path = notebook([
+        ("n = 5\nscale = 2.5", ["parameters"]),
+        "import numpy as np",
+        "%%step base\nimport pandas as pd\nxs = np.arange(n) * scale\n"
+        "frame = pd.DataFrame({'x': xs, 'y': xs ** 2})",
+        "%%step square --foreach k in range(n)\nvalue = {'k': k, 'sq': float(xs[k] ** 2)}",
+        "%%step stats\nsummary = {'mean': float(frame.y.mean()), 'n': len(frame)}",
+        "%%step join\ntotal = sum(v['sq'] for v in value) + summary['mean']",
+        "print(total)",
+    ], name="trip")
+    module = export_file(path, tmp_path / "flows" / "trip.py")
+    from_notebook = Run(run_notebook(path, store=store, executor=executor), store)
+    from_module = Run(run_notebook(module, store=store, executor=executor, force=True), store)
+    assert from_notebook.status.value == from_module.status.value == "succeeded"
+    assert from_module.flow == from_notebook.flow == "trip"
+    assert all(t.status.value == "succeeded" for t in from_module.tasks)  # executed, not cached
+    assert hashes(from_module) == hashes(from_notebook)
+    assert len(hashes(from_module)) == 8  # base, 5 x square, stats, join
+    cached = Run(run_notebook(module, store=store, executor=executor), store)
+    assert {t.status.value for t in cached.tasks} == {"cached"}  # and it shares the cache
+
+
+def test_the_quickstart_round_trip_shares_the_cache(tmp_path, store, executor) -> None:
     shutil.copy(QUICKSTART, tmp_path / "quickstart.ipynb")
     module = export_file(tmp_path / "quickstart.ipynb", tmp_path / "flows" / "quickstart.py")
     from_notebook = Run(run_notebook(tmp_path / "quickstart.ipynb", store=store,
                                      executor=executor), store)
-    from_module = Run(run_notebook(module, store=store, executor=executor, force=True), store)
-    assert from_notebook.status.value == from_module.status.value == "succeeded"
-    assert from_module.flow == from_notebook.flow == "quickstart"
-
-    def hashes(run: Run) -> dict[tuple[str, int | None], dict[str, str]]:
-        return {(t.step, t.index): {n: a.hash for n, a in t.outputs.items()} for t in run.tasks}
-
-    assert all(t.status.value == "succeeded" for t in from_module.tasks)  # executed, not cached
+    from_module = Run(run_notebook(module, store=store, executor=executor), store)
+    assert from_notebook.status.value == "succeeded"
+    assert {t.status.value for t in from_module.tasks} == {"cached"}
     assert hashes(from_module) == hashes(from_notebook)
-    assert len(hashes(from_module)) == 8
-    # And without --force the module's run is all cache hits of the notebook's.
-    cached = Run(run_notebook(module, store=store, executor=executor), store)
-    assert {t.status.value for t in cached.tasks} == {"cached"}
+
+
+def hashes(run: Run) -> dict[tuple[str, int | None], dict[str, str]]:
+    return {(t.step, t.index): {n: a.hash for n, a in t.outputs.items()} for t in run.tasks}
 
 
 def test_parameters_and_options_survive_the_round_trip(notebook, tmp_path, store, executor) -> None:
