@@ -259,6 +259,7 @@ class Run:
             "environment": self.environment,
             "cluster": self._row["cluster"],
             "store": self._row["store_url"],
+            "db": self._row.get("db_url"),
             "counts": counts,
             "steps": [
                 {"name": s.name, "cell": s.cell, "inputs": s.inputs, "outputs": s.outputs,

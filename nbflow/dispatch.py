@@ -278,6 +278,11 @@ class Dispatcher:
                 task.display = hit.get("display")
                 task.cached_from_run = hit["run_id"]
             state.tasks.append(task)
+        if started:
+            # Connect (its checks run then) and check what this step ships, before any task of
+            # it is recorded: a refusal leaves no task behind.
+            self.executor.client  # noqa: B018 - connects on first use
+            self.executor.check_versions(modules)
         self._record_and_submit(state, cached, started)
 
     def _candidates(self, keys: list[str]) -> dict[str, list[Row]]:

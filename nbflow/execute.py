@@ -11,8 +11,9 @@ The cluster comes from Dask's config under ``nbflow.cluster`` (see ``nbflow/nbfl
 ``Executor`` wraps a ``Client`` with exactly what a run needs: submit an attempt of a task with its
 ``%%resources``, be called back when it ends, stop it (an exception raised in its thread; a worker
 restart for code stuck in a long C call, since a Python thread cannot be killed), check up front
-that some worker can ever satisfy a request, and relay the stdout/stderr lines workers publish as
-Dask events.
+that some worker can ever satisfy a request (or have the cluster manager start one: "scale this
+cell", see ``nbflow.scaling``), check up front that the workers can reach the store and run the
+package versions the driver has, and relay the stdout/stderr lines workers publish as Dask events.
 """
 
 from __future__ import annotations
@@ -23,19 +24,22 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import dask.utils
 import psutil
 
-from nbflow import config
+from nbflow import config, environment, scaling
 from nbflow.model import RESOURCE_NAMES, Resources
-from nbflow.worker import TaskSpec, cancel_tasks, run_task
+from nbflow.worker import TaskSpec, cancel_tasks, probe_store, run_task, worker_versions
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
+
+log = logging.getLogger("nbflow")
 
 # `distributed` is imported only when a cluster is needed: a run that is all cache hits, and the
 # read-only commands, never pay for it.
@@ -170,6 +174,12 @@ class Executor:
         self.address = address
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._on_connect: list[Callable[[Executor], None]] = []
+        self._checked: set[tuple[Any, ...]] = set()  # preflight checks passed: (what, workers)
+        self._worker_cache: tuple[float, tuple[str, ...], Any] | None = None
+        self._fit_seen: dict[tuple[tuple[str, float], ...], float] = {}  # request -> last seen fit
+        self._scale_lock = threading.Lock()
+        self._scaled: list[_Scaled] = []
+        self._retirer: threading.Thread | None = None
 
     @classmethod
     def connect(cls, address: str | None = None) -> Executor:
@@ -243,13 +253,23 @@ class Executor:
                 default=None),
         }
 
-    def check_resources(self, resources: Resources, where: str) -> None:
-        """Fail now, naming the largest worker, if no worker can ever run this request."""
+    def check_resources(self, resources: Resources, where: str, *, scale: bool = False) -> None:
+        """Fail now, naming the largest worker, if no worker can ever run this request and the
+        cluster manager cannot start one that big. With ``scale``, start that worker now ("scale
+        this cell"; ``submit`` does, so a worker is only started when a task needs it)."""
         if not resources:
             return
         wanted = resources.as_dask()
         workers = self.workers()
-        if any(all(w.resources.get(k, 0) >= v for k, v in wanted.items()) for w in workers):
+        if any(_fits(w, wanted) for w in workers):
+            self._fit_seen[_key(wanted)] = time.monotonic()
+            return
+        scaler = scaling.scaler_for(getattr(self.client, "cluster", None))
+        refusal = scaler.refuse(wanted) if scaler is not None else None
+        if scaler is not None and refusal is None:
+            if scale:
+                self._scale_up(scaler, wanted, where)
+                self._fit_seen[_key(wanted)] = time.monotonic()
             return
         if not workers:
             raise ResourceError(f"{where}: the cluster has no workers")
@@ -259,12 +279,173 @@ class Executor:
 
         largest = max(workers, key=size)
         have = _format_resources(largest.resources) or "no declared resources"
-        raise ResourceError(
+        message = (
             f"{where} asks for {_format_resources(wanted)}, but no worker can ever provide it; the "
-            f"largest worker, {largest.address}, has {have}. Lower the %%resources request, or "
-            "start workers that declare more (e.g. `dask worker ... --resources "
-            f"\"{_dask_resource_arg(wanted)}\"`)."
+            f"largest worker, {largest.address}, has {have}."
         )
+        if refusal is not None:
+            raise ResourceError(f"{message} {refusal}")
+        raise ResourceError(
+            f"{message} Lower the %%resources request, or start workers that declare more (e.g. "
+            f"`dask worker ... --resources \"{_dask_resource_arg(wanted)}\"`), or use a cluster "
+            "manager nbflow can grow (nbflow.cluster.class; see docs/laptop-to-cluster.md)."
+        )
+
+    def _scale_up(self, scaler: scaling.Scaler, wanted: dict[str, float], where: str) -> None:
+        """Ask the cluster manager for a worker declaring ``wanted``; wait until one joins."""
+        with self._scale_lock:
+            if any(_fits(w, wanted) for w in self.workers()):
+                return  # another step asked for one as big meanwhile
+            before = {w.address for w in self.workers()}
+            timeout = float(dask.utils.parse_timedelta(config.get("scaling.timeout") or "300s"))
+            log.info("%s: asking the %s for a worker with %s", where, scaler.kind,
+                     scaling.describe(wanted))
+            handle = scaler.add(wanted)
+            deadline = time.monotonic() + timeout
+            while True:
+                joined = [w.address for w in self.workers()
+                          if w.address not in before and _fits(w, wanted)]
+                if joined:
+                    break
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(Exception):
+                        scaler.retire(handle)
+                    raise ResourceError(
+                        f"{where} asks for {scaling.describe(wanted)}; the {scaler.kind} was asked "
+                        f"for a worker that big, but none joined within {timeout:g} s. Check the "
+                        "cluster manager (queue, quota, pending pods), or raise "
+                        "nbflow.scaling.timeout.")
+                time.sleep(0.1)
+            self._scaled.append(_Scaled(scaler, handle, wanted, set(joined)))
+            if self._retirer is None or not self._retirer.is_alive():
+                self._retirer = threading.Thread(target=self._retire_idle,
+                                                 name="nbflow-retire-idle", daemon=True)
+                self._retirer.start()
+
+    @property
+    def scaled_workers(self) -> list[str]:
+        """Addresses of the workers started for big requests that are still up."""
+        return sorted(a for s in self._scaled for a in s.addresses)
+
+    def _retire_idle(self) -> None:
+        """Retire each worker started for a request once it has run nothing for
+        ``nbflow.scaling.idle-timeout``; ends when none is left or the client closes."""
+        idle = float(dask.utils.parse_timedelta(config.get("scaling.idle-timeout") or "60s"))
+        while self._scaled and self._client is not None and self._client.status == "running":
+            time.sleep(min(max(idle / 4, 0.1), 5.0))
+            try:
+                busy = self._client.processing(workers=self.scaled_workers)
+            except Exception:
+                continue
+            now = time.monotonic()
+            for scaled in list(self._scaled):
+                if any(busy.get(a) for a in scaled.addresses):
+                    scaled.idle_since = now
+                elif now - scaled.idle_since >= idle:
+                    self._scaled.remove(scaled)
+                    log.info("retiring the idle worker(s) %s started for %s",
+                             ", ".join(sorted(scaled.addresses)), scaling.describe(scaled.wanted))
+                    with contextlib.suppress(Exception):
+                        scaled.scaler.retire(scaled.handle)
+
+    def _touch_scaled(self, wanted: dict[str, float]) -> None:
+        """A task that needs a scaled worker was just submitted: it is not idle."""
+        now = time.monotonic()
+        for scaled in self._scaled:
+            if all(scaled.wanted.get(k, 0) >= v for k, v in wanted.items()):
+                scaled.idle_since = now
+
+    # -- preflight -----------------------------------------------------------------------------
+    def _worker_set(self, max_age: float = 2.0) -> tuple[str, ...]:
+        """The workers' addresses, asked of the scheduler at most every ``max_age`` seconds: the
+        checks below run before every step, and most of the time nothing has joined."""
+        now = time.monotonic()
+        cached = self._worker_cache
+        if cached is None or now - cached[0] > max_age or cached[2] is not self._client:
+            cached = (now, tuple(sorted(w.address for w in self.workers())), self._client)
+            self._worker_cache = cached
+        return cached[1]
+
+    def check_store(self, url: str) -> None:
+        """Refuse, before anything runs, a store some worker cannot read and write (a folder on
+        this machine with workers on others; missing object-store credentials on the workers).
+        The driver writes a probe object; each worker reads it back and writes its own."""
+        workers = self._worker_set()
+        if ("store", url, workers) in self._checked or not workers:
+            return
+        if url.startswith("memory://"):
+            remote = [w for w in workers if not w.startswith("inproc")]
+            if remote:
+                raise ClusterError(
+                    f"the store {url} lives in this process's memory, which the workers (e.g. "
+                    f"{remote[0]}) cannot reach. Use a folder or an object store (--store), or a "
+                    "cluster whose workers run in this process (processes=False).")
+            self._checked.add(("store", url, workers))
+            return
+        import fsspec
+
+        token = uuid.uuid4().hex
+        path = f"probes/{token}"
+        fs, root = fsspec.core.url_to_fs(url)
+        target = f"{root.rstrip('/')}/{path}"
+        fs.makedirs(f"{root.rstrip('/')}/probes", exist_ok=True)
+        with fs.open(target, "wb") as f:
+            f.write(token.encode())
+        try:
+            answers = self.client.run(probe_store, url, path, token, on_error="return")
+        finally:
+            with contextlib.suppress(Exception):
+                fs.rm(f"{target}*", recursive=True)
+        bad = {a: (r if isinstance(r, str) else f"{type(r).__name__}: {r}")
+               for a, r in answers.items() if r is not None}
+        if bad:
+            address, why = next(iter(sorted(bad.items())))
+            local = "://" not in url or url.startswith("file://")
+            fix = ("It is a folder on this machine: use a store every worker reaches, an object "
+                   "store (--store s3://BUCKET/PREFIX) or a shared file system mounted at the same "
+                   "path on every worker." if local else
+                   "Give the workers access (credentials, endpoint: the AWS_* variables or "
+                   "fsspec config for s3://) or choose a store they reach.")
+            raise ClusterError(
+                f"{len(bad)} of {len(answers)} workers cannot reach the artifact store {url}: "
+                f"{address}: {why}. {fix}")
+        self._checked.add(("store", url, workers))
+
+    def check_versions(self, modules: Iterable[str]) -> None:
+        """Refuse, before anything runs, workers whose Python or whose packages behind
+        ``modules`` (what the steps import) differ from the driver's: results would differ, or
+        pickles would not load. Off with ``nbflow.check-versions: false``; skipped on a local
+        cluster, whose workers run this very environment."""
+        if self.kind == "local" or not config.get("check-versions", True):
+            return
+        modules = sorted({m.split(".")[0] for m in modules})
+        workers = self._worker_set()
+        if ("versions", tuple(modules), workers) in self._checked or not workers:
+            return
+        here = {"python": environment.python_version().rsplit(".", 1)[0],
+                **environment.package_versions(modules)}
+        answers = self.client.run(worker_versions, modules, on_error="return")
+        differ: list[str] = []
+        for address, theirs in sorted(answers.items()):
+            if not isinstance(theirs, dict):
+                differ.append(f"{address} did not answer ({theirs})")
+                continue
+            for dist, version in here.items():
+                if theirs.get(dist) != version:
+                    differ.append(f"{dist} {version} here, {theirs.get(dist) or 'not installed'} "
+                                  f"on {address}")
+        if differ:
+            first = [d for d in differ if not d.startswith("python")]
+            pins = " ".join(f"{d.split()[0]}=={d.split()[1]}" for d in (first or differ)[:3]
+                            if "did not answer" not in d)
+            raise ClusterError(
+                "the workers' package versions differ from this driver's for what the steps "
+                f"import: {'; '.join(differ[:5])}"
+                f"{f' (and {len(differ) - 5} more)' if len(differ) > 5 else ''}. Install the same "
+                f"versions on the workers (e.g. `pip install {pins}` in their environment) or "
+                "run the driver in theirs; to run anyway, set nbflow.check-versions: false "
+                "(DASK_NBFLOW__CHECK_VERSIONS=false).")
+        self._checked.add(("versions", tuple(modules), workers))
 
     # -- running -------------------------------------------------------------------------------
     def submit(
@@ -273,6 +454,14 @@ class Executor:
         resources: Resources,
         on_done: Callable[[Attempt], None],
     ) -> Attempt:
+        if resources:
+            # A worker that fits, or one started for it now (a worker started for a request is
+            # retired when idle, so it may be gone since the run checked at its start).
+            wanted = resources.as_dask()
+            self._touch_scaled(wanted)
+            if time.monotonic() - self._fit_seen.get(_key(wanted), -1e9) > 2.0:
+                self.check_resources(resources, f"step {spec.step!r} (cell {spec.cell})",
+                                     scale=True)
         future = self.client.submit(
             run_task,
             spec,
@@ -374,6 +563,25 @@ class Executor:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.unsubscribe_topic(topic)
+
+
+@dataclass
+class _Scaled:
+    """A worker (or workers) started for a big request, retired once idle."""
+
+    scaler: scaling.Scaler
+    handle: Any
+    wanted: dict[str, float]
+    addresses: set[str]
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+def _key(wanted: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(wanted.items()))
+
+
+def _fits(worker: WorkerInfo, wanted: dict[str, float]) -> bool:
+    return all(worker.resources.get(k, 0) >= v for k, v in wanted.items())
 
 
 def _format_resources(res: dict[str, float]) -> str:

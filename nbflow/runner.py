@@ -165,6 +165,7 @@ class Runner:
                 resumed_from=self.resumed_from,
                 cluster=self.executor.describe(),
                 store_url=self.store.url,
+                db_url=self.store.db_display,
                 driver={"host": socket.gethostname(), "pid": os.getpid(),
                         "param_args": self.param_args, "params": {
                             k: _jsonable(v) for k, v in self.overrides.items()
@@ -216,14 +217,9 @@ class Runner:
 
     def _connected(self, executor: Executor) -> None:
         """First contact with the cluster: refuse what it cannot do, and record it."""
-        if self.store.url.startswith("memory://"):
-            remote = [w.address for w in executor.workers() if not w.address.startswith("inproc")]
-            if remote:
-                raise ClusterError(
-                    f"the store {self.store.url} lives in this process's memory, which the "
-                    f"workers (e.g. {remote[0]}) cannot reach. Use a folder or an object store "
-                    "(--store), or a cluster whose workers run in this process (processes=False)."
-                )
+        executor.check_store(self.store.url)
+        # What the steps import themselves; a module a plain cell imported is checked as it ships.
+        executor.check_versions(m for s in self.steps.values() for m in s.node.analysis.imports)
         for state in self.steps.values():
             opts = state.node.options
             assert opts is not None
@@ -411,3 +407,4 @@ __all__ = [
     "resume_run",
     "run_notebook",
 ]
+

@@ -120,6 +120,7 @@ class InteractiveSession:
                 id=self.run_id, flow=self.flow, kind="interactive",
                 notebook_path=str(Path(self.notebook).resolve()) if self.notebook else None,
                 params={}, environment=environment.capture([]), store_url=self.store.url,
+                db_url=self.store.db_display,
                 cluster=self.executor.describe() if self.executor.connected else None,
                 driver={"host": socket.gethostname(), "pid": os.getpid()})
             self.executor.on_connect(self._connected)
@@ -240,6 +241,7 @@ class InteractiveSession:
             self._saved_steps[opts.name] = record
 
         def check(executor: Executor) -> None:
+            executor.check_store(self.store.url)
             executor.check_resources(opts.resources, f"step {opts.name!r}")
 
         self.executor.subscribe(LOG_TOPIC, dispatcher.relay_log)

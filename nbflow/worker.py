@@ -446,3 +446,43 @@ def _save_exception(store: ArtifactStore, exc: BaseException) -> ArtifactRef:
         return store.put(exc.with_traceback(None))
     except SerializationError:
         return store.put(RuntimeError(f"{type(exc).__name__}: {exc}"))
+
+
+# -- preflight checks, run on every worker by nbflow.execute.Executor ---------------------------
+
+
+def probe_store(url: str, path: str, token: str) -> str | None:
+    """None if this worker reads the probe object the driver wrote at ``url``/``path`` (holding
+    ``token``) and can write an object of its own next to it; otherwise why not."""
+    import uuid
+
+    import fsspec
+
+    where = f"{url.rstrip('/')}/{path}"
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+        target = f"{root.rstrip('/')}/{path}"
+        fs.invalidate_cache(target)
+        with fs.open(target, "rb") as f:
+            if f.read() != token.encode():
+                return f"the probe object {where} holds other bytes here (another store?)"
+        mine = f"{target}.{uuid.uuid4().hex}"
+        with fs.open(mine, "wb") as f:
+            f.write(b"ok")
+        fs.rm(mine)
+    except FileNotFoundError:
+        return (f"on {socket.gethostname()}, {where} does not exist (the worker sees another file "
+                "system or bucket)")
+    except PermissionError as exc:
+        return f"on {socket.gethostname()}, no permission to read or write there ({exc})"
+    except Exception as exc:
+        return f"on {socket.gethostname()}, {type(exc).__name__}: {exc}"
+    return None
+
+
+def worker_versions(modules: list[str]) -> dict[str, str]:
+    """This worker's Python (major.minor) and the versions of the packages behind ``modules``."""
+    from nbflow import environment
+
+    return {"python": environment.python_version().rsplit(".", 1)[0],
+            **environment.package_versions(modules)}

@@ -169,6 +169,8 @@ export interface RunDetail extends RunSummary {
   environment: Record<string, unknown>;
   cluster: ClusterJSON | null;
   store: string | null;
+  /** The metadata database's URL, password hidden (null for runs recorded before it was kept). */
+  db: string | null;
   counts: TaskCounts;
   steps: StepJSON[];
   tasks: TaskJSON[];

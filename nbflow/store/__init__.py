@@ -50,6 +50,16 @@ class Store:
         self.artifacts = ArtifactStore(url, fsync=bool(config.get("fsync", True)))
         self.meta = MetadataDB(db_url)
 
+    @property
+    def db_display(self) -> str:
+        """The database URL with its password hidden, as runs record it."""
+        import sqlalchemy as sa
+
+        try:
+            return sa.engine.make_url(self.db_url).render_as_string(hide_password=True)
+        except Exception:
+            return self.db_url
+
     def close(self) -> None:
         self.meta.close()
 

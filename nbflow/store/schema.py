@@ -29,6 +29,7 @@ runs = sa.Table(
     sa.Column("resumed_from", sa.String(40)),
     sa.Column("cluster", sa.JSON),
     sa.Column("store_url", sa.Text),
+    sa.Column("db_url", sa.Text),  # the metadata database, password hidden
     sa.Column("driver", sa.JSON),
     sa.Column("error", sa.Text),
     sa.Column("started_at", TS, nullable=False, index=True),
