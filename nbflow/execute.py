@@ -251,7 +251,16 @@ class Executor:
                 ({"address": w.address, **{k: w.resources.get(k, 0) for k in RESOURCE_NAMES}}
                  for w in workers), key=lambda w: (w["memory"], w["cpus"], w["gpus"]),
                 default=None),
+            # Whether a bigger request starts a worker of its size, and up to what (None: the
+            # manager does not say): "scale this cell" tells the user before they ask.
+            "scaling": self._scaling(),
         }
+
+    def _scaling(self) -> dict[str, Any] | None:
+        scaler = scaling.scaler_for(getattr(self.client, "cluster", None))
+        if scaler is None or not scaler.grows:
+            return None
+        return {"manager": scaler.kind, "limits": scaler.limits()}
 
     def check_resources(self, resources: Resources, where: str, *, scale: bool = False) -> None:
         """Fail now, naming the largest worker, if no worker can ever run this request and the

@@ -59,10 +59,17 @@ def _wait_gone(client: Client, address: str, timeout: float = 60) -> None:
 
 
 def test_the_local_cluster_has_a_scaler(small_cluster: tuple[LocalCluster, Client]) -> None:
-    cluster, _ = small_cluster
+    cluster, client = small_cluster
     assert isinstance(scaler_for(cluster), LocalScaler)
     assert scaler_for(None) is None
     assert scaler_for(object()) is None
+    # The cluster's description says so, with this machine as the limit (the scale dialog shows it).
+    assert Executor(client, "local").describe()["scaling"] == {
+        "manager": "LocalCluster",
+        "limits": {"memory": psutil.virtual_memory().total, "cpus": psutil.cpu_count(),
+                   "gpus": 0}}
+    with Client(cluster.scheduler_address, set_as_default=False) as bare:
+        assert Executor(bare, "address").describe()["scaling"] is None
 
 
 def test_a_step_bigger_than_every_worker_gets_a_worker_of_its_size_then_it_is_retired(

@@ -161,6 +161,15 @@ export interface ClusterJSON {
     cpus: number;
     gpus: number;
   } | null;
+  /**
+   * Whether a request bigger than every worker starts a worker of its size ("scale this cell"),
+   * through which manager, and up to what (null limits: the manager does not say); null when the
+   * cluster cannot grow (a bare scheduler address, dask-gateway).
+   */
+  scaling?: {
+    manager: string;
+    limits: { memory?: number; cpus?: number; gpus?: number } | null;
+  } | null;
 }
 
 /** GET nbflow/api/runs/RUN: `Run.to_json()` plus the DAG. */

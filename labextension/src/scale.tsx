@@ -9,6 +9,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { NbflowApi } from './api';
+import { capacityNote } from './capacity';
 import { formatBytes } from './format';
 import { ClusterReply } from './model';
 import {
@@ -48,13 +49,10 @@ class ScaleForm
       this._values = { ...this._values, [key]: value };
       this.update();
     };
-    const largest =
-      'reply' in this._cluster
-        ? this._cluster.reply.cluster?.largest_worker
-        : null;
-    const asked = parseMemory(this._values.memory);
-    const tooBig =
-      largest && asked !== null && largest.memory > 0 && asked > largest.memory;
+    const note = capacityNote(
+      'reply' in this._cluster ? this._cluster.reply.cluster : null,
+      parseMemory(this._values.memory)
+    );
     return (
       <div>
         <p>
@@ -71,10 +69,13 @@ class ScaleForm
           onChange={v => set('memory', v)}
           hint="Dask units: 64G = 64·10⁹ bytes, 64GiB = 64·2³⁰"
         />
-        {tooBig ? (
-          <div className="jp-nbflow-warning">
-            More than the largest worker has ({formatBytes(largest!.memory)}):
-            no worker could run this step.
+        {note ? (
+          <div
+            className={
+              note.level === 'warning' ? 'jp-nbflow-warning' : 'jp-nbflow-note'
+            }
+          >
+            {note.text}
           </div>
         ) : null}
         <Field

@@ -43,6 +43,13 @@ class Scaler(ABC):
 
     #: What the docs and messages call this kind of cluster ("LocalCluster", "SLURMCluster", ...).
     kind: str = "cluster"
+    #: False for a manager that can never add a worker of a chosen size (it only explains why).
+    grows: bool = True
+
+    def limits(self) -> dict[str, float] | None:
+        """The most one new worker can have (``memory`` in bytes, ``cpus``, ``gpus``), or ``None``
+        when the manager does not say (a batch queue, a Kubernetes cluster)."""
+        return None
 
     @abstractmethod
     def refuse(self, wanted: dict[str, float]) -> str | None:

@@ -104,6 +104,7 @@ class GatewayScaler(Scaler):
     """Refuses, with the cluster options that would serve the request."""
 
     kind = "GatewayCluster"
+    grows = False
 
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster

@@ -10,6 +10,7 @@ machine is refused, naming the cluster settings that would serve it.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ BEYOND = (
 )
 
 
+@functools.cache
 def gpu_count() -> int:
     """NVIDIA GPUs on this machine (``nvidia-smi -L``), 0 when there is no driver."""
     exe = shutil.which("nvidia-smi")
@@ -46,6 +48,10 @@ class LocalScaler(Scaler):
 
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
+
+    def limits(self) -> dict[str, float]:
+        return {"memory": psutil.virtual_memory().total, "cpus": psutil.cpu_count() or 1,
+                "gpus": gpu_count()}
 
     def refuse(self, wanted: dict[str, float]) -> str | None:
         memory = psutil.virtual_memory().total

@@ -119,7 +119,8 @@ test.describe('a flow in the sidebar', () => {
     mockSettings: {
       ...galata.DEFAULT_SETTINGS,
       [PLUGIN_ID]: {
-        // 1G: a request every LocalCluster worker here satisfies (each declares RAM / cores).
+        // 16G: more than any worker of the kernel's LocalCluster here declares (RAM / cores,
+        // 12 GiB of 24), less than the machine: the re-run must start a worker that big.
         presets: { memory: ['1G', '4G', '16G'], cpus: [1, 2], gpus: [0, 1] },
         // Poll often, so the test does not wait out the sidebar's backoff.
         polling: { minInterval: 1, maxBackoff: 2, clusterInterval: 2 }
@@ -202,20 +203,27 @@ test.describe('a flow in the sidebar', () => {
     const dialog = page.locator('.jp-Dialog');
     await expect(dialog.locator('.jp-nbflow-scale')).toBeVisible();
     await expect(dialog.locator('.jp-Dialog-header')).toHaveText('Scale this cell');
-    await dialog.locator('.jp-nbflow-preset', { hasText: /^1G$/ }).click();
-    await expect(dialog.locator('#jp-nbflow-scale-memory')).toHaveValue('1G');
+    await dialog.locator('.jp-nbflow-preset', { hasText: /^16G$/ }).click();
+    await expect(dialog.locator('#jp-nbflow-scale-memory')).toHaveValue('16G');
+    await expect(dialog.locator('.jp-nbflow-note')).toContainText(
+      'nbflow will ask the LocalCluster for a worker of this size'
+    );
     await expect(dialog.locator('.jp-Dialog-content')).toHaveScreenshot('scale-dialog.png', {
-      // The cluster line names this machine's largest worker (RAM / cores).
-      mask: [dialog.locator('.jp-nbflow-scale .jp-nbflow-muted', { hasText: /^(Cluster|No live)/ })]
+      // The cluster line and the note name this machine's largest worker (RAM / cores).
+      mask: [
+        dialog.locator('.jp-nbflow-scale .jp-nbflow-muted', { hasText: /^(Cluster|No live)/ }),
+        dialog.locator('.jp-nbflow-note')
+      ]
     });
     await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
     await expect(dialog).toHaveCount(0);
 
-    // The cell's header now asks for 1G, and the cell ran again.
+    // The cell's header now asks for 16G, and the cell ran again: on a worker of that size that
+    // nbflow started for it, since no worker of the cluster declared as much.
     await expect
       .poll(async () => page.notebook.getCellTextInput(3))
       .toBe(
-        '%%step total --force\n%%resources memory=1G\ntotal = sum(items)\nprint(f"total is {total}")'
+        '%%step total --force\n%%resources memory=16G\ntotal = sum(items)\nprint(f"total is {total}")'
       );
     await expect.poll(async () => executionCount(page, 3)).toBeGreaterThan(countBefore);
     await expect
@@ -227,7 +235,7 @@ test.describe('a flow in the sidebar', () => {
     await expect(kernelRun).toHaveCount(1);
     await kernelRun.click();
     await detail.locator('li.jp-nbflow-step', { hasText: 'total' }).click();
-    await expect(fieldOf(stepView, 'requests').first()).toHaveText('memory=1G');
+    await expect(fieldOf(stepView, 'requests').first()).toHaveText('memory=16G');
     const totalTasks = stepView.locator('.jp-nbflow-taskhead');
     await expect(totalTasks).toHaveCount(2);
     // Executions are listed newest first, and the newest one opens by itself (one task is
@@ -235,7 +243,7 @@ test.describe('a flow in the sidebar', () => {
     await expect(totalTasks.first()).toHaveAttribute('aria-expanded', 'true');
     const newest = stepView.locator('.jp-nbflow-task');
     await expect(newest).toHaveCount(1);
-    await expect(fieldOf(newest, 'resources')).toHaveText('memory=1G');
+    await expect(fieldOf(newest, 'resources')).toHaveText('memory=16G');
     await expect(newest.locator('.jp-nbflow-log pre.jp-nbflow-pre').first()).toContainText(
       'total is 3'
     );
