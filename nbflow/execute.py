@@ -9,11 +9,13 @@ The cluster comes from Dask's config under ``nbflow.cluster`` (see ``nbflow/nbfl
    core, each declaring its ``memory`` (bytes) and ``cpus`` as Dask worker resources.
 
 ``Executor`` wraps a ``Client`` with exactly what a run needs: submit an attempt of a task with its
-``%%resources``, be called back when it ends, stop it (an exception raised in its thread; a worker
-restart for code stuck in a long C call, since a Python thread cannot be killed), check up front
-that some worker can ever satisfy a request (or have the cluster manager start one: "scale this
-cell", see ``nbflow.scaling``), check up front that the workers can reach the store and run the
-package versions the driver has, and relay the stdout/stderr lines workers publish as Dask events.
+``%%resources``, be called back when it ends (a task whose worker Dask's nanny restarted for going
+over its memory limit is reported as out of memory, with a bigger request to make), stop it (an
+exception raised in its thread; a worker restart for code stuck in a long C call, since a Python
+thread cannot be killed), check up front that some worker can ever satisfy a request (or have the
+cluster manager start one: "scale this cell", see ``nbflow.scaling``), check up front that the
+workers can reach the store and run the package versions the driver has, and relay the stdout/stderr
+lines workers publish as Dask events.
 """
 
 from __future__ import annotations
@@ -490,12 +492,22 @@ class Executor:
             return result
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            if type(exc).__name__ == "KilledWorker":
-                reason = (f"the worker running this task died ({exc}); it may have run out of "
-                          "memory: give the step more with %%resources memory=...")
-            return {"status": "failed", "error": reason, "error_type": type(exc).__name__,
+            error_type = type(exc).__name__
+            worker = None
+            if error_type == "KilledWorker":
+                last = getattr(exc, "last_worker", None)
+                worker = getattr(last, "address", None)
+                oom = _memory_restart(self.client, worker) if worker else None
+                limit = int(getattr(last, "memory_limit", 0) or 0)
+                if oom is not None:
+                    error_type = "OutOfMemory"
+                    reason = _out_of_memory_reason(worker or "?", limit, oom)
+                else:
+                    reason = (f"the worker running this task died ({exc}); it may have run out "
+                              "of memory: give the step more with %%resources memory=...")
+            return {"status": "failed", "error": reason, "error_type": error_type,
                     "outputs": {}, "missing": [], "exception": None, "files": [],
-                    "worker": None}
+                    "worker": worker}
 
     def processing_worker(self, attempt: Attempt) -> str | None:
         key = attempt.future.key
@@ -572,6 +584,44 @@ class Executor:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.unsubscribe_topic(topic)
+
+
+MEMORY_RESTART_TOPIC = "worker-restart-memory"  # what Dask's nanny logs before it kills one
+
+
+def _memory_restart(client: Client, worker: str, wait: float = 3.0) -> dict[str, Any] | None:
+    """The event Dask's nanny logged when it restarted ``worker`` for going over its memory
+    limit (``distributed.worker.memory.terminate``), or None if it did not. The event can reach
+    the scheduler just after the worker's death does: look for ``wait`` seconds at most."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            events = client.get_events(MEMORY_RESTART_TOPIC)
+        except Exception:
+            return None
+        for _stamp, event in reversed(events or ()):
+            if isinstance(event, dict) and event.get("worker") == worker:
+                return event
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
+def _out_of_memory_reason(worker: str, limit: int, event: dict[str, Any]) -> str:
+    """Why a task whose worker was restarted for memory failed, and how much to ask for."""
+    fraction = dask.config.get("distributed.worker.memory.terminate", 0.95)
+    used = int(event.get("rss") or 0)
+    limit_text = dask.utils.format_bytes(limit) if limit else "unknown"
+    # Twice the limit, rounded up to whole GiB: the step needed more than it had, by how much
+    # is not known (the worker was stopped on the way up).
+    suggest = max(1, -(-2 * limit // 2**30)) if limit else 2
+    return (
+        f"out of memory: the worker {worker} exceeded its memory limit of {limit_text} (it used "
+        f"{dask.utils.format_bytes(used)} when Dask's nanny restarted it, at "
+        f"distributed.worker.memory.terminate = {fraction:.0%} of the limit). Give the step "
+        f"more: put `%%resources memory={suggest}GiB` (or more) under its `%%step` line, or "
+        "make it use less (process the data in chunks)."
+    )
 
 
 @dataclass

@@ -34,7 +34,7 @@ import xxhash
 
 from nbflow.display import format_value, split_last_expression
 from nbflow.model import ArtifactRef, DataFile
-from nbflow.store.artifacts import ArtifactStore, SerializationError
+from nbflow.store.artifacts import ArtifactError, ArtifactStore, SerializationError
 
 # How an input reaches the namespace: ("artifact", ref) | ("gather", [ref, ...]) |
 # ("value", pickled bytes) | ("module", module name)
@@ -300,7 +300,12 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     stage = "loading inputs"
     try:
         for name, input_spec in spec.inputs.items():
-            namespace[name] = load_input(store, input_spec)
+            try:
+                namespace[name] = load_input(store, input_spec)
+            except ArtifactError as exc:  # corrupt or missing: name the input, not a traceback
+                raise InputError(
+                    f"input {name!r} of step {spec.step!r} (cell {spec.cell}) cannot be loaded: "
+                    f"{exc}") from exc
         if spec.foreach_var is not None and spec.item is not None:
             namespace[spec.foreach_var] = cloudpickle.loads(spec.item)
         code, last = compile_step(spec)
@@ -320,7 +325,13 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         result["files"] = [f.to_json() for f in _data_files(files, store)]
         bundle = format_value(shown) if last is not None else None
         if bundle is not None:
-            result["display"] = store.put(bundle).to_json()
+            try:
+                result["display"] = store.put(bundle).to_json()
+            except SerializationError:
+                raise
+            except ArtifactError as exc:
+                raise OutputError(f"the displayed value of step {spec.step!r} (cell {spec.cell}) "
+                                  f"cannot be saved: {exc}") from exc
         for name in spec.outputs:
             if name not in namespace:
                 result["missing"].append(name)
@@ -339,6 +350,9 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
                     f"`del {name}` at the end of the cell, or build it inside a function), or "
                     "rebuild it where it is used."
                 ) from exc
+            except ArtifactError as exc:  # the store is full, read-only, gone: say which output
+                raise OutputError(f"output {name!r} of step {spec.step!r} (cell {spec.cell}) "
+                                  f"cannot be saved: {exc}") from exc
         result["status"] = "succeeded"
     except BaseException as exc:  # the step's code may raise anything, SystemExit included
         if isinstance(exc, KeyboardInterrupt):
@@ -349,14 +363,15 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             result["error_type"] = "Cancelled"
         elif stage == "running":
             result["error"] = _user_traceback(exc, spec.filename)
-        elif isinstance(exc, OutputError):
+        elif isinstance(exc, OutputError | InputError):
             result["error"] = str(exc)
         else:
             result["error"] = f"while {stage}: {''.join(traceback.format_exception(exc))}"
-        result["error_type"] = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix(
-            "builtins.")
+        kind = type(exc.__cause__) if isinstance(exc, InputError) and exc.__cause__ else type(exc)
+        result["error_type"] = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
         if spec.catch and not isinstance(exc, TaskCancelled):
-            result["exception"] = _save_exception(store, exc).to_json()
+            with contextlib.suppress(ArtifactError):  # a full store: the error is recorded anyway
+                result["exception"] = _save_exception(store, exc).to_json()
     finally:
         _running.pop((spec.run_id, spec.task_id, spec.attempt), None)  # even if cancelled late
         for log in logs.values():
@@ -388,6 +403,10 @@ def _enter_notebook_dir(cwd: str | None) -> None:
 
 class OutputError(Exception):
     """An output of the step cannot be stored."""
+
+
+class InputError(Exception):
+    """An input of the step cannot be loaded from the store (corrupt or missing)."""
 
 
 # -- cancelling a running task ---------------------------------------------------------------------

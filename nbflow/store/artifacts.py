@@ -18,6 +18,7 @@ bytes that do not match.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import mmap
 import os
@@ -189,10 +190,7 @@ class ArtifactStore:
                 self.fs.mv(tmp, final)
         except OSError as exc:
             _quietly(lambda: self.fs.rm_file(tmp))
-            raise ArtifactError(
-                f"cannot write to the artifact store {self.url}: {exc}. Check that it exists, "
-                "is writable and has free space, or point nbflow elsewhere with --store."
-            ) from exc
+            raise ArtifactError(write_error(self.url, exc)) from exc
         return key, size
 
     # -- reading -------------------------------------------------------------------------------
@@ -244,6 +242,25 @@ class ArtifactStore:
         with self.fs.open(f"{self.root}/{relpath}", "r", encoding="utf-8") as f:
             text: str = f.read()
         return text
+
+
+def write_error(url: str, exc: OSError) -> str:
+    """Why writing to the store at ``url`` failed, and what to do, by the error's errno."""
+    what = {
+        errno.ENOSPC: "it is full (no space left on device)",
+        errno.EDQUOT: "the disk quota there is exhausted",
+        errno.EROFS: "it is on a read-only file system",
+        errno.EACCES: "no permission to write there",
+        errno.EPERM: "no permission to write there",
+    }.get(exc.errno or 0)
+    if what is None:
+        return (f"cannot write to the artifact store {url}: {exc}. Check that it exists, is "
+                "writable and has free space, or point nbflow elsewhere with --store.")
+    fix = ("free space there or make the volume bigger" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
+           "make it writable for the user nbflow and its workers run as")
+    return (f"cannot write to the artifact store {url}: {what} ({exc.strerror}"
+            f"{f': {exc.filename}' if exc.filename else ''}). Fix: {fix}, or point nbflow at "
+            "another store with --store (or DASK_NBFLOW__STORE).")
 
 
 def _intact(path: str, key: str) -> bool:

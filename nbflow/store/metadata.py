@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -94,6 +95,43 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# What a database says when the disk under it cannot take a write: the message to give instead.
+_STORAGE_FAILURES = (
+    ("database or disk is full", "its disk is full", "free space there"),
+    ("No space left on device", "its disk is full", "free space there"),
+    ("readonly database", "it is read-only", "make the file and its folder writable"),
+    ("disk I/O error", "the disk failed a read or write", "check the disk"),
+)
+
+
+def _sqlite_disk_full(url: sa.engine.URL | None) -> bool:
+    """Whether the file system holding this SQLite database has (almost) no space left: SQLite
+    reports a full disk as a "disk I/O error" when it cannot even create its ``-shm`` file."""
+    if url is None or url.get_backend_name() != "sqlite" or not url.database:
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(url.database)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _storage_error(context: sa.engine.ExceptionContext) -> None:
+    """Turn a database that cannot write (full, read-only) into one clear ``MetadataError``.
+    The failed transaction is rolled back, so what was recorded before stays readable."""
+    text = str(context.original_exception)
+    url = context.engine.url if context.engine is not None else None
+    if "disk I/O error" in text and _sqlite_disk_full(url):
+        text = f"database or disk is full: {text}"
+    for needle, what, fix in _STORAGE_FAILURES:
+        if needle in text:
+            shown = _shown_url(str(url)) if url is not None else "?"
+            raise MetadataError(
+                f"cannot write to the metadata database {shown}: {what} ({text.strip()}). Fix: "
+                f"{fix}, or use another database with --db (or DASK_NBFLOW__DB); what it "
+                "recorded before is intact.") from context.original_exception
+
+
 class MetadataDB:
     """The one writer path and the readers of nbflow's metadata."""
 
@@ -104,6 +142,7 @@ class MetadataDB:
             engine = self.engine = sa.create_engine(url, json_serializer=_json_dumps)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "handle_error", _storage_error)
             self._migrate()
         except MetadataError:
             if engine is not None:
