@@ -129,7 +129,7 @@ def _store(args: argparse.Namespace, *, create: bool = True) -> Any:
                 f"no nbflow store at {url} (looked for .nbflow/ from {os.getcwd()} upward): run "
                 "a flow first, or point at one with --store / --db."
             )
-    return open_store(args.store, args.db)
+    return open_store(args.store, args.db, writable=create)
 
 
 class _Printer:
@@ -194,17 +194,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nbflow import notebook as nbmod
     from nbflow.graph import build_graph, cells_until
 
-    cells = nbmod.load(args.notebook).cells  # bad notebooks fail before a cluster starts
+    nb = nbmod.load(args.notebook)  # bad notebooks fail before a cluster starts
+    cells = nb.cells
     if args.until:
         cells_until(cells, args.until)
     else:
         build_graph(cells)
     executor = Executor.connect(args.cluster)
+    if args.force or not _ran_before(store, nb):
+        executor.warm_up()  # steps will run: start the cluster while the driver gets going
     printer = _Printer(args.quiet)
-    run_id = run_notebook(args.notebook, store=store, executor=executor, param_args=args.param,
-                          force=args.force, until=args.until, on_log=printer.log,
-                          on_event=printer.event)
+    try:
+        run_id = run_notebook(args.notebook, store=store, executor=executor,
+                              param_args=args.param, force=args.force, until=args.until,
+                              on_log=printer.log, on_event=printer.event)
+    finally:
+        executor.settle()
     return _finish(store, run_id)
+
+
+def _ran_before(store: Any, nb: Any) -> bool:
+    """Whether this very notebook (same code) already ran to success in this store: then its
+    steps are likely all cache hits, and no cluster should be started before one is needed."""
+    return any(r.get("notebook_hash") == nb.content_hash
+               for r in store.meta.runs(flow=nb.flow_name, status="succeeded", limit=20))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -215,9 +228,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if store.meta.run(args.run_id) is None:
         raise KeyError(f"no run {args.run_id!r} in {store.url}; `nbflow runs` lists them")
     executor = Executor.connect(args.cluster)
+    executor.warm_up()  # a resume runs what did not succeed: start the cluster now
     printer = _Printer(args.quiet)
-    run_id = resume_run(args.run_id, store=store, executor=executor, from_steps=args.from_steps,
-                        on_log=printer.log, on_event=printer.event)
+    try:
+        run_id = resume_run(args.run_id, store=store, executor=executor,
+                            from_steps=args.from_steps, on_log=printer.log,
+                            on_event=printer.event)
+    finally:
+        executor.settle()
     return _finish(store, run_id)
 
 

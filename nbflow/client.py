@@ -28,7 +28,7 @@ def get_store(store: Store | str | None = None, db: str | None = None) -> Store:
         return store
     key = (store, db)
     if key not in _stores:
-        _stores[key] = open_store(store, db)
+        _stores[key] = open_store(store, db, writable=False)
     return _stores[key]
 
 

@@ -179,6 +179,7 @@ class Executor:
         self._checked: set[tuple[Any, ...]] = set()  # preflight checks passed: (what, workers)
         self._worker_cache: tuple[float, tuple[str, ...], Any] | None = None
         self._fit_seen: dict[tuple[tuple[str, float], ...], float] = {}  # request -> last seen fit
+        self._warming: tuple[threading.Thread, list[Any]] | None = None
         self._scale_lock = threading.Lock()
         self._scaled: list[_Scaled] = []
         self._retirer: threading.Thread | None = None
@@ -210,10 +211,42 @@ class Executor:
                 "or `%nbflow cluster local` for a new local cluster."
             )
 
+    def warm_up(self) -> None:
+        """Start connecting (starting the local cluster: seconds of worker processes importing)
+        in the background, while the driver reads the notebook and runs its plain cells. For a
+        run that will surely execute steps; ``client`` waits for it and raises what it raised."""
+        if self._client is not None or self._warming is not None:
+            return
+        box: list[Any] = []
+
+        def start() -> None:
+            try:
+                box.append(connect(self.address))
+            except BaseException as exc:  # handed to whoever asks for the client
+                box.append(exc)
+
+        thread = threading.Thread(target=start, name="nbflow-connect", daemon=True)
+        self._warming = (thread, box)
+        thread.start()
+
+    def settle(self) -> None:
+        """Wait for a ``warm_up`` still under way (so that a cluster it starts is not left half
+        made at exit); its errors are left to ``client``."""
+        if self._warming is not None:
+            self._warming[0].join()
+
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client, self.kind = connect(self.address)
+            if self._warming is not None:
+                thread, box = self._warming
+                thread.join()
+                self._warming = None
+                if isinstance(box[0], BaseException):
+                    raise box[0]
+                self._client, self.kind = box[0]
+            else:
+                self._client, self.kind = connect(self.address)
             for hook in self._on_connect:
                 hook(self)
         return self._client

@@ -495,9 +495,21 @@ def test_a_read_only_store_is_refused_and_its_history_still_reads(
     assert "Traceback" not in err
     assert f"the nbflow store folder {folder} is not writable" in err
     assert "--store" in err
-    # Nothing was recorded, and once the folder is writable again the history is intact. (While
-    # it is read-only the history cannot be read: SQLite in WAL mode must create its -shm file
-    # even to read, and the CLI opens every store with open_store, which wants it writable.)
+    # While it is read-only, its history still reads (the database is opened immutable: WAL
+    # would need to create its -shm file), through the CLI and the client API, artifacts too.
+    rc, out, err = procs.run("runs", "--json", "--store", str(folder), timeout=120)
+    assert rc == 0, err
+    assert [r["id"] for r in json.loads(out)] == [first.id]
+    rc, out, err = procs.run("show", first.id, "--json", "--store", str(folder), timeout=120)
+    assert rc == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    reader = open_store(str(folder), writable=False)
+    try:
+        assert reader.meta.readonly
+        assert Run(first.id, reader)["a"].task.outputs["x"].load() == 1
+    finally:
+        reader.close()
+    # Nothing was recorded, and once the folder is writable again the history is intact.
     mounts.unmount(folder)
     assert assert_nothing_lost(folder) == [first.id]
 

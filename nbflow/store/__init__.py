@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nbflow import config
 from nbflow.store.artifacts import (
@@ -16,7 +17,9 @@ from nbflow.store.artifacts import (
     ArtifactStore,
     SerializationError,
 )
-from nbflow.store.metadata import MetadataDB, MetadataError
+
+if TYPE_CHECKING:
+    from nbflow.store.metadata import MetadataDB, MetadataError
 
 # Where a running attempt's stdout/stderr lines so far are kept, next to the complete logs that
 # the worker writes when the attempt ends (``logs/RUN/TASK.ATTEMPT.STREAM``): written by the run's
@@ -37,6 +40,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # The metadata side (SQLAlchemy, Alembic) is imported when first used: workers, which only
+    # read and write artifacts, start faster without it.
+    if name in ("MetadataDB", "MetadataError"):
+        from nbflow.store import metadata
+
+        return getattr(metadata, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class StoreError(Exception):
     """The store cannot be opened."""
 
@@ -47,6 +60,8 @@ class Store:
     def __init__(self, url: str, db_url: str) -> None:
         self.url = url
         self.db_url = db_url
+        from nbflow.store.metadata import MetadataDB
+
         self.artifacts = ArtifactStore(url, fsync=bool(config.get("fsync", True)))
         self.meta = MetadataDB(db_url)
 
@@ -88,8 +103,13 @@ def resolve(url: str | None = None, db: str | None = None) -> tuple[str, str]:
     return url, db
 
 
-def open_store(url: str | None = None, db: str | None = None) -> Store:
+def open_store(url: str | None = None, db: str | None = None, *, writable: bool = True) -> Store:
+    """The store at ``url``/``db`` (see ``resolve``), its folder created if need be.
+    ``writable=False`` for readers (``nbflow runs``, ``show``, the client API, the sidebar): an
+    existing store then opens even where it cannot be written (a read-only mount)."""
     url, db = resolve(url, db)
+    if not writable and (not _is_local(url) or Path(url).is_dir()):
+        return Store(url, db)
     for candidate in (url, db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else None):
         if candidate is None or not _is_local(candidate):
             continue

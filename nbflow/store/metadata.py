@@ -86,6 +86,37 @@ def _alembic_config(conn: sa.Connection | None) -> Config:
     return cfg
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other databases and in-memory SQLite)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.query:
+        return None
+    return None if parsed.database == ":memory:" else parsed.database
+
+
+def _sqlite_read_only(url: str) -> bool:
+    """Whether ``url`` is an existing SQLite file whose folder cannot be written (a read-only
+    file system, or no permission): SQLite could read it but not keep its WAL files there."""
+    path = _sqlite_file(url)
+    if path is None or not os.path.isfile(path):
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        read_only_fs = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_fs = False
+    return read_only_fs or not os.access(folder, os.W_OK)
+
+
+def _immutable(url: str) -> str:
+    """The SQLite URL that opens the same file read-only and immutable (no WAL, no locks)."""
+    path = os.path.abspath(_sqlite_file(url) or "")
+    return f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -138,9 +169,13 @@ class MetadataDB:
     def __init__(self, url: str) -> None:
         self.url = url
         engine: sa.Engine | None = None
+        # A SQLite file in a folder nobody can write to (a read-only mount, a snapshot): opened
+        # immutable, so its history still reads (WAL would need to create its -shm file).
+        self.readonly = _sqlite_read_only(url)
         try:
-            engine = self.engine = sa.create_engine(url, json_serializer=_json_dumps)
-            if self.engine.dialect.name == "sqlite":
+            engine = self.engine = sa.create_engine(
+                _immutable(url) if self.readonly else url, json_serializer=_json_dumps)
+            if self.engine.dialect.name == "sqlite" and not self.readonly:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "handle_error", _storage_error)
             self._migrate()
@@ -165,6 +200,11 @@ class MetadataDB:
             current = MigrationContext.configure(conn).get_current_revision()
         if current == head:
             return
+        if self.readonly:
+            raise MetadataError(
+                f"the metadata database {_shown_url(self.url)} is read-only and has schema "
+                f"{current}, older than this nbflow's ({head}); open it once where it is "
+                "writable, so that it is migrated, or read it with the nbflow that wrote it.")
         if current is not None and current not in {r.revision for r in script.walk_revisions()}:
             raise MetadataError(
                 f"the metadata database {_shown_url(self.url)} has schema {current}, newer than "
