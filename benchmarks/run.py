@@ -1,16 +1,21 @@
-"""nbflow benchmarks: per-step overhead, a 100-item foreach, saving/loading a 1 GiB array, and
-step cells in a warm IPython kernel (a cache hit, a forced round trip).
+"""nbflow benchmarks, the one command: nbflow against raw Dask, numpy, sqlite3, Metaflow and
+papermill, in one run, alternating, writing medians and ratios with the machine's description.
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--output benchmarks/results.md]
+    python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--output FILE]
 
-NAME is one of chain, foreach, cache-hit, kernel-step, artifact.
+NAME is one of chain, foreach, cache-hit, kernel-step, artifact, history (in this process, against
+raw Dask, numpy and sqlite3) and chain-metaflow, foreach-metaflow, artifact-metaflow,
+resume-metaflow, papermill (whole processes, against Metaflow and papermill: ``peers.py``).
+Only a full run writes ``benchmarks/results.md`` by default; ``--quick`` or ``--only`` write to
+``benchmarks/.work/`` unless given ``--output``.
 
-Everything runs in this one process (plus short-lived subprocesses for the memory measurement).
-Each benchmark alternates repetitions between nbflow and its contender (the order flips every
-repetition) so that drift on the machine hits both alike; the table shows medians. See
-``benchmarks/README.md`` for what is measured and why.
+This file owns the harness (alternation, settling, medians), benchmarks 1-5, the report and the
+command line; ``history.py`` owns benchmark 6 and ``peers.py`` benchmarks 7-11. Each benchmark
+alternates repetitions between nbflow and its contenders (the order flips every repetition) so that
+drift on the machine hits all alike; the table shows medians. See ``benchmarks/README.md`` for what
+is measured and why.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import importlib.util
 import io
 import json
 import logging
@@ -32,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +60,15 @@ FOREACH_ITEMS = 100
 ARRAY_ELEMENTS = 2**27  # float64: 1 GiB
 N_WORKERS = 2
 
-# In the order they run; the first four share one cluster.
-BENCHMARKS = ("chain", "foreach", "cache-hit", "kernel-step", "artifact", "history")
+# In the order they run; the first four share one cluster; the last five (peers.py) run whole
+# processes, after that cluster has stopped.
+PEER_BENCHMARKS = ("chain-metaflow", "foreach-metaflow", "artifact-metaflow", "resume-metaflow",
+                   "papermill")
+BENCHMARKS = ("chain", "foreach", "cache-hit", "kernel-step", "artifact", "history", *PEER_BENCHMARKS)
 CLUSTER_BENCHMARKS = {"chain", "foreach", "cache-hit", "kernel-step"}
+PEER_PACKAGES = {"chain-metaflow": "metaflow", "foreach-metaflow": "metaflow",
+                 "artifact-metaflow": "metaflow", "resume-metaflow": "metaflow",
+                 "papermill": "papermill"}
 
 Samples = dict[str, list[float]]
 Contender = Callable[[], dict[str, float]]
@@ -509,7 +521,7 @@ class Row:
     nbflow: float
     contender_name: str
     contender: float
-    unit: str  # "ms", "s" or "x" (multiples of the array size)
+    unit: str  # "ms", "s", "GiB" or "x" (multiples of the array size)
     target: str = "-"
     met: bool | None = None
 
@@ -582,9 +594,79 @@ def history_rows(s: Samples) -> list[Row]:
                 "ms", "<= 50 ms", page <= 50)]
 
 
+def fraction_row(benchmark: str, s: Samples, nbflow_key: str, peer: str, peer_key: str,
+                 unit: str, fraction: int | None = None) -> Row:
+    """A row nbflow against a peer; with ``fraction`` n, the target is at most 1/n of the peer."""
+    scale = MS if unit == "ms" else 1.0
+    ours, theirs = median(s, nbflow_key) * scale, median(s, peer_key) * scale
+    if fraction is None:
+        return Row(benchmark, ours, peer, theirs, unit)
+    name = "papermill" if peer.startswith("papermill") else "Metaflow"
+    return Row(benchmark, ours, peer, theirs, unit, f"<= 1/{fraction} of {name}",
+               ours <= theirs / fraction)
+
+
+def chain_metaflow_rows(s: Samples) -> list[Row]:
+    mf = "Metaflow `python flow.py run`"
+    return [
+        fraction_row("10-step chain, whole process: time per step ((10-step - 2-step run) / 8)", s,
+                     "nbflow run, per step (marginal)", mf, "metaflow run, per step (marginal)", "ms",
+                     15),
+        fraction_row("10-step chain, whole process: the whole run", s, "nbflow run, 10-step chain",
+                     mf, "metaflow run, 10-step chain", "s"),
+        fraction_row("2-step chain, whole process: the whole run (fixed costs)", s,
+                     "nbflow run, 2-step chain", mf, "metaflow run, 2-step chain", "s"),
+    ]
+
+
+def foreach_metaflow_rows(s: Samples) -> list[Row]:
+    return [fraction_row("100-item foreach + join, whole process", s, "nbflow run, foreach-100",
+                         "Metaflow `run` (foreach + join)", "metaflow run, foreach-100", "s", 8)]
+
+
+def artifact_metaflow_rows(s: Samples) -> list[Row]:
+    mf = "Metaflow, the same two steps"
+
+    def row(what: str, measure: str, unit: str, fraction: int | None = None) -> Row:
+        return fraction_row(f"1 GiB array, step to step: {what}", s, f"nbflow artifact: {measure}",
+                            mf, f"metaflow artifact: {measure}", unit, fraction)
+
+    return [
+        row("made -> fully read in the next step", "made -> read in the next step", "s", 5),
+        row("peak RSS of the process tree", "peak RSS of the process tree (GiB)", "GiB"),
+        row("largest peak of one process", "largest one-process peak (GiB)", "GiB"),
+        row("bytes stored", "bytes stored (GiB)", "GiB"),
+        row("whole process", "whole process", "s"),
+    ]
+
+
+def resume_metaflow_rows(s: Samples) -> list[Row]:
+    mf = "Metaflow `python flow.py resume`"
+    return [
+        fraction_row("Resume after the last step failed: launch -> failed step's code starts", s,
+                     "nbflow resume: to the failed step's code", mf,
+                     "metaflow resume: to the failed step's code", "s", 3),
+        fraction_row("Resume after the last step failed: whole process", s,
+                     "nbflow resume: whole process", mf, "metaflow resume: whole process", "s"),
+    ]
+
+
+def papermill_rows(s: Samples) -> list[Row]:
+    pm = "papermill, the 10 cells as plain cells"
+    return [
+        fraction_row("10-cell notebook, whole process: `nbflow run`, 10 `%%step` cells", s,
+                     "nbflow run, 10 step cells", pm, "papermill, 10 plain cells", "s"),
+        fraction_row("10-cell notebook, whole process: `nbflow run` on papermill's plain notebook", s,
+                     "nbflow run, the same 10 plain cells", pm, "papermill, 10 plain cells", "s"),
+    ]
+
+
 ROWS: dict[str, Callable[[Samples], list[Row]]] = {
     "chain": chain_rows, "foreach": foreach_rows, "cache-hit": cache_hit_rows,
     "kernel-step": kernel_step_rows, "artifact": artifact_rows, "history": history_rows,
+    "chain-metaflow": chain_metaflow_rows, "foreach-metaflow": foreach_metaflow_rows,
+    "artifact-metaflow": artifact_metaflow_rows, "resume-metaflow": resume_metaflow_rows,
+    "papermill": papermill_rows,
 }
 
 
@@ -607,6 +689,13 @@ def samples_table(samples: Samples, title: str) -> str:
         lines.append(f"| {name} | {fmt(statistics.median(values))} | "
                      f"{', '.join(fmt(v) for v in values)} |")
     return "\n".join(lines)
+
+
+def installed(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def cpu_model() -> str:
@@ -633,6 +722,8 @@ def machine(scratch: Path) -> str:
         "nbflow": nbflow.__version__,
         "dask / distributed": f"{version('dask')} / {version('distributed')}",
         "numpy": np.__version__,
+        "Peers": ", ".join(f"{name} {installed(name) or '(not installed)'}"
+                           for name in ("metaflow", "papermill", "ipykernel")),
     }
     return "\n".join(f"- {k}: {v}" for k, v in items.items())
 
@@ -651,7 +742,9 @@ def report(rows: list[Row], samples: Samples, breakdowns: dict[str, Samples], re
     where = "" if not breakdowns else f"""## Where an nbflow run spends its time
 
 Intervals between the events nbflow reports through `run_notebook(on_event=...)`, for the timed
-nbflow repetitions above (whole-run times, not divided by the number of steps).
+nbflow repetitions above (whole-run times, not divided by the number of steps). For the whole
+`nbflow run` processes (benchmarks 7 and 8): when the `run ... started` line was printed, when the
+first step's code started and when the last step's code ended (timestamps the steps write).
 
 {breakdown_section(breakdowns)}
 
@@ -662,15 +755,21 @@ Produced by `{cmd}`; see `benchmarks/README.md` for what each line measures.
 
 - Medians of alternating repetitions (the contenders' order flips every repetition).
 - Repetitions: {repetitions};
-  each after one untimed warm-up repetition of every contender.
+  each after one untimed warm-up repetition of every contender (benchmarks 7-10: one untimed 2-step
+  run of each tool against the benchmark's own store and datastore).
 - Every timed call is preceded by a garbage collection and {SETTLE:g} s of quiet.
 - Cluster (benchmarks 1, 2, 4 and 5): one `LocalCluster`, {N_WORKERS} worker processes x 1 thread,
   shared by nbflow and raw Dask.
+- Peers (benchmarks 7-11): every tool runs as a whole process, one at a time, as a user starts it:
+  `nbflow run` / `nbflow resume` (each starts and stops nbflow's default local Dask cluster),
+  Metaflow's `python FLOW.py --datastore=local --metadata=local run` / `resume`, `papermill IN OUT`.
 - Ratios are nbflow / contender: below 1 means nbflow is faster (or smaller).
 
 {results_table(rows)}
 
-{where}## All repetitions (seconds; peak RSS rows are multiples of the array size)
+{where}## All repetitions
+
+Seconds, unless the name says otherwise; benchmark 3's peak RSS rows are multiples of the array size.
 
 {samples_table(samples, "measure")}
 
@@ -680,20 +779,61 @@ Produced by `{cmd}`; see `benchmarks/README.md` for what each line measures.
 """
 
 
+# -- benchmarks 7-11: whole processes against Metaflow and papermill (peers.py) --------------------
+def run_peers(scratch: Path, selected: Sequence[str], reps: dict[str, int],
+              breakdowns: dict[str, Samples]) -> Samples:
+    """Each selected peer benchmark: its warm-up (inside ``peers``), then alternating repetitions;
+    nbflow's whole-process phases go to ``breakdowns``."""
+    import peers
+
+    suites = {
+        "chain-metaflow": ("benchmark 7: 10-step chain, whole process, against Metaflow",
+                           peers.chain_contenders, "`nbflow run`, 10-step chain (whole process)"),
+        "foreach-metaflow": ("benchmark 8: 100-item foreach, whole process, against Metaflow",
+                             peers.foreach_contenders, "`nbflow run`, 100-item foreach (whole process)"),
+        "artifact-metaflow": ("benchmark 9: 1 GiB artifact step to step, against Metaflow",
+                              peers.artifact_contenders, None),
+        "resume-metaflow": ("benchmark 10: resume after the last step failed, against Metaflow",
+                            peers.resume_contenders, None),
+        "papermill": ("benchmark 11: a 10-cell notebook, against papermill",
+                      peers.papermill_contenders, None),
+    }
+    samples: Samples = {}
+    for name, (title, make, breakdown_title) in suites.items():
+        if name not in selected:
+            continue
+        print(title, file=sys.stderr, flush=True)
+        contenders, state = make(scratch / name, settle)
+        samples.update(alternate(reps[name], contenders))
+        if breakdown_title and state.breakdown:
+            breakdowns[breakdown_title] = state.breakdown
+    return samples
+
+
 # -- main ------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     p.add_argument("--only", metavar="NAME[,NAME]",
                    help=f"run only these benchmarks, of: {', '.join(BENCHMARKS)}")
-    p.add_argument("--output", type=Path, default=Path(__file__).with_name("results.md"),
-                   help="markdown file to write (default: benchmarks/results.md)")
+    p.add_argument("--output", type=Path,
+                   help="markdown file to write (default: benchmarks/results.md for a full run, "
+                        "benchmarks/.work/results-quick.md or results-subset.md otherwise)")
     args = p.parse_args(argv)
     names = [n.strip() for n in (args.only or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         p.error(f"unknown benchmark {unknown[0]!r} in --only; choose from {', '.join(BENCHMARKS)}")
     args.selected = [n for n in BENCHMARKS if n in names] if names else list(BENCHMARKS)
+    if args.output is None:  # results.md holds full runs only: a smoke test must not replace it
+        here = Path(__file__).parent
+        args.output = (here / "results.md" if not (args.quick or names) else
+                       here / ".work" / f"results-{'quick' if args.quick else 'subset'}.md")
+    missing = sorted({PEER_PACKAGES[n] for n in args.selected if n in PEER_PACKAGES
+                      and importlib.util.find_spec(PEER_PACKAGES[n]) is None})
+    if missing:
+        p.error(f"{' and '.join(missing)} not installed: `pip install -e '.[bench]'` (or "
+                f"`pip install {' '.join(missing)}`), or leave their benchmarks out with --only")
     return args
 
 
@@ -701,10 +841,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     selected: list[str] = args.selected
     all_reps = ({"chain": 3, "foreach": 3, "cache-hit": 7, "kernel-step": 5, "artifact": 1,
-                 "history": 7}
+                 "history": 7, "chain-metaflow": 1, "foreach-metaflow": 1, "artifact-metaflow": 1,
+                 "resume-metaflow": 1, "papermill": 2}
                 if args.quick else
                 {"chain": 7, "foreach": 5, "cache-hit": 21, "kernel-step": 11, "artifact": 3,
-                 "history": 21})
+                 "history": 21, "chain-metaflow": 5, "foreach-metaflow": 3, "artifact-metaflow": 3,
+                 "resume-metaflow": 5, "papermill": 5})
     reps = {name: all_reps[name] for name in selected}
     samples: Samples = {}
     breakdowns: dict[str, Samples] = {}
@@ -750,11 +892,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             history = history_contenders(scratch / "history", timed)
             alternate(1, history)  # warm-up
             samples.update(alternate(reps["history"], history))
+        if set(PEER_BENCHMARKS).intersection(selected):
+            samples.update(run_peers(scratch, selected, reps, breakdowns))
         machine_text = machine(scratch)
     rows = build_rows(samples, selected)
     print(results_table(rows))
     cmd = " ".join(["python benchmarks/run.py", *(["--quick"] if args.quick else []),
                     *(["--only", ",".join(selected)] if args.only else [])])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report(rows, samples, breakdowns, reps, machine_text, cmd))
     print(f"\nwritten to {args.output}", file=sys.stderr)
     return 0
