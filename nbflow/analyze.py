@@ -29,6 +29,7 @@ from nbflow.header import (
     _ScanState,
     parse_header,
     parse_resources,
+    python_lines,
 )
 from nbflow.model import StepOptions
 from nbflow.scope import IGNORED_NAMES as IGNORED_NAMES
@@ -77,7 +78,7 @@ class CellAnalysis:
 
 def is_step_cell(source: str) -> bool:
     """Whether the first non-empty line of the cell is a ``%%step`` or ``%%resources`` line."""
-    for line in source.splitlines():
+    for line in python_lines(source):
         if line.strip():
             return _header_kind(line) is not None
     return False
@@ -85,7 +86,7 @@ def is_step_cell(source: str) -> bool:
 
 def analyze_cell(source: str, *, cell: int | None = None) -> CellAnalysis:
     """Header options, inputs, outputs and imports of one cell's source."""
-    lines = source.splitlines(keepends=True)
+    lines = python_lines(source, keepends=True)
     start = 0
     while start < len(lines) and not lines[start].strip():
         start += 1
@@ -139,7 +140,7 @@ def analyze_cell(source: str, *, cell: int | None = None) -> CellAnalysis:
 
 
 def _analyze_plain(source: str, cell: int | None) -> CellAnalysis:
-    lines = source.splitlines()
+    lines = python_lines(source)
     magic: list[tuple[int, str]] = []
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and lines[first].lstrip().startswith("%%"):
@@ -198,7 +199,7 @@ def _find_magic_lines(code: str) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     state = _ScanState()
     in_magic = False  # a magic line ending with a backslash goes on to the next line
-    for lineno, text in enumerate(code.splitlines(), start=1):
+    for lineno, text in enumerate(python_lines(code), start=1):
         stripped = text.strip()
         if in_magic:
             found.append((lineno, text))

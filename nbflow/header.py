@@ -49,6 +49,23 @@ class _ScanState:
         return self.depth == 0 and self.quote is None and not self.continued
 
 
+_LINE_END_RE = re.compile(r"\r\n|\r|\n")
+
+
+def python_lines(text: str, keepends: bool = False) -> list[str]:
+    """``text.splitlines()`` as Python's tokenizer splits lines: at ``\\n``, ``\\r\\n`` and
+    ``\\r`` only. ``str.splitlines`` also splits at form feeds, ``\\x1c``-``\\x1e``, ``\\x85``
+    and ``\\u2028``/``\\u2029``, which Python allows inside string literals and comments."""
+    lines: list[str] = []
+    start = 0
+    for m in _LINE_END_RE.finditer(text):
+        lines.append(text[start:m.end() if keepends else m.start()])
+        start = m.end()
+    if start < len(text):
+        lines.append(text[start:])
+    return lines
+
+
 def _split_outside_brackets(text: str) -> list[tuple[int, str]]:
     """Whitespace-separated tokens of one line that are outside brackets and strings, with
     their offsets; text inside brackets or strings stays in the token it started in."""
@@ -364,7 +381,7 @@ def _parse_memory(value: str, fail: _ResFailFn) -> int:
     hint = "write e.g. `memory=64G`, `memory=512MiB` or `memory=2000000` (bytes)"
     try:
         memory = int(parse_bytes(value))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # OverflowError: `memory=1e400`
         raise fail(f"memory '{value}' is not an amount of bytes", hint=hint) from None
     if memory <= 0:
         raise fail(f"memory must be > 0, got '{value}'", hint=hint)

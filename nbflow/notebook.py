@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import xxhash
 
 from nbflow.analyze import AnalysisError
 from nbflow.graph import Cell, cells_from_notebook
+from nbflow.header import python_lines
 
 # Line magics a headless run can skip: they only change how things are displayed or loaded, or
 # (`%nbflow run`, `%nbflow runs`) drive nbflow from the notebook, which a run of it must not repeat.
@@ -54,33 +56,53 @@ def load(path: str | Path) -> Notebook:
 
         return flowfile.load(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise NotebookError(f"{path}: no such notebook file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotebookError(f"{path}: cannot read it: {exc}") from None
+    except OSError as exc:
+        raise NotebookError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    repair = "Open and save it in Jupyter to repair it, or restore it from version control."
+    if not data.strip():
+        raise NotebookError(f"{path}: not a notebook: the file is empty. {repair}")
     try:
-        json.loads(text)
+        text = data.decode("utf-8-sig")  # a byte order mark is harmless
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise NotebookError(
+            f"{path}: not a notebook: it is not UTF-8 text (byte 0x{data[exc.start]:02x} at line "
+            f"{line}, column {column}); notebooks are UTF-8 JSON. If it is a notebook in another "
+            "encoding, re-save it as UTF-8; else restore it from version control."
+        ) from None
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise NotebookError(
             f"{path}: not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno} "
             f"({exc.msg}). Open it in Jupyter to repair it, or restore it from version control."
         ) from None
+    except RecursionError:
+        raise NotebookError(f"{path}: not a notebook: JSON nested too deeply. {repair}") from None
+    problem = _structure_problem(raw)
+    if problem:
+        raise NotebookError(f"{path}: not a valid notebook: {problem}. {repair}")
     try:
-        nb = nbformat.reads(text, as_version=4)
-        nbformat.validate(nb)
-    except (nbformat.ValidationError, KeyError, TypeError, AttributeError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nbformat's notes on missing cell ids and the like
+            nb = nbformat.reads(text, as_version=4)
+            nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises many types (ValidationError, AssertionError, ...)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        version = "nbformat 3, not convertible to 4" if raw.get("nbformat") == 3 else "nbformat 4"
         raise NotebookError(
-            f"{path}: not a valid notebook (nbformat 4): {message}. Open and save it in Jupyter "
-            "to repair it."
+            f"{path}: not a valid notebook ({version}): {message[:300]}. {repair}"
         ) from None
     language = (nb.metadata.get("kernelspec", {}).get("language")
                 or nb.metadata.get("language_info", {}).get("name") or "python")
     if str(language).lower() != "python":
         raise NotebookError(
             f"{path}: this notebook's kernel language is {language!r}; nbflow runs Python "
-            "notebooks only."
+            "notebooks only. Open it with a Python kernel, or run it with its own kernel's tools."
         )
     cells = cells_from_notebook(nb)
     h = xxhash.xxh3_128()
@@ -90,9 +112,54 @@ def load(path: str | Path) -> Notebook:
     return Notebook(path=path.resolve(), cells=cells, content_hash=h.hexdigest())
 
 
+def _structure_problem(raw: object) -> str | None:
+    """What makes parsed JSON not an nbformat 4 notebook (checked before nbformat, whose own
+    errors on such input are Python errors), or None. nbformat 3 is left to nbformat to convert."""
+    if not isinstance(raw, dict):
+        return f"the JSON is {_a(raw)}, not an object with \"cells\", \"metadata\" and \"nbformat\""
+    version = raw.get("nbformat")
+    if version == 3:
+        return None
+    if "nbformat" in raw and version != 4:
+        return (f"nbformat version {version!r} is not supported (nbflow reads nbformat 4, and "
+                "converts 3); save it with a Jupyter that writes nbformat 4")
+    if not isinstance(raw.get("nbformat_minor", 0), int):
+        return f"\"nbformat_minor\" is {raw['nbformat_minor']!r}, not a whole number"
+    if "cells" not in raw:
+        return "it has no \"cells\" list"
+    if not isinstance(raw["cells"], list):
+        return f"\"cells\" is {_a(raw['cells'])}, not a list"
+    if not isinstance(raw.get("metadata", {}), dict):
+        return f"\"metadata\" is {_a(raw['metadata'])}, not an object"
+    for key in ("kernelspec", "language_info"):
+        if not isinstance(raw.get("metadata", {}).get(key, {}), dict):
+            return f"\"metadata.{key}\" is {_a(raw['metadata'][key])}, not an object"
+    for number, cell in enumerate(raw["cells"], start=1):
+        if not isinstance(cell, dict):
+            return f"cell {number} is {_a(cell)}, not an object"
+        if not isinstance(cell.get("cell_type"), str):
+            return f"cell {number} has no \"cell_type\" (code, markdown or raw)"
+        source = cell.get("source")
+        if "source" not in cell:
+            return f"cell {number} has no \"source\""
+        if isinstance(source, list):
+            bad = next((s for s in source if not isinstance(s, str)), "")
+            if not isinstance(bad, str):
+                return f"cell {number}'s \"source\" list holds {_a(bad)}, not only lines of text"
+        elif not isinstance(source, str):
+            return f"cell {number}'s \"source\" is {_a(source)}, not text or a list of lines"
+    return None
+
+
+def _a(value: object) -> str:
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value))
+    return kind or f"a number ({value!r})"[:60]
+
+
 def headless_source(cell: Cell, magic_lines: tuple[tuple[int, str], ...]) -> str:
     """A plain cell's source runnable as Python: skippable magics blanked, others refused."""
-    lines = cell.source.splitlines()
+    lines = python_lines(cell.source)
     for number, text in magic_lines:
         m = _MAGIC.match(text)
         if m and m.group(1) in SKIPPED_MAGICS:

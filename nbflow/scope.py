@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from nbflow.errors import AnalysisError
+from nbflow.header import python_lines
 
 # Names a cell may read without any cell defining them.
 IGNORED_NAMES = frozenset(dir(builtins)) | {
@@ -79,15 +80,18 @@ def _parse(code: str, *, cell: int | None, line_offset: int) -> ast.Module:
                 tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
             )
         except SyntaxError as e:
-            lines = code.splitlines()
+            lines = python_lines(code)
             text = e.text
             if not text and e.lineno and 0 < e.lineno <= len(lines):
                 text = lines[e.lineno - 1]
             where = f" in '{text.strip()}'" if text and text.strip() else ""
+            lineno = e.lineno
+            if lineno is None and "\0" in code:  # Python names no line for a NUL byte
+                lineno = len(python_lines(code[: code.index("\0")] + "_"))
             raise AnalysisError(
                 f"{type(e).__name__}: {e.msg}{where}",
                 cell=cell,
-                line=None if e.lineno is None else e.lineno + line_offset,
+                line=None if lineno is None else lineno + line_offset,
                 hint="correct the Python syntax",
             ) from None
         except (ValueError, RecursionError, MemoryError) as e:

@@ -56,10 +56,7 @@ class NbflowHandler(APIHandler):
         folder = self.root_dir
         notebook = self.get_query_argument("notebook", "")
         if notebook:
-            candidate = (self.root_dir / notebook).resolve()
-            if not candidate.is_relative_to(self.root_dir) or os.path.isabs(notebook):
-                raise web.HTTPError(400, "notebook must be a path inside the server's root")
-            folder = candidate.parent
+            folder = _inside_root(self.root_dir, notebook, "notebook").parent
         here = folder
         for parent in (here, *here.parents):
             if not parent.is_relative_to(self.root_dir):
@@ -77,6 +74,18 @@ class NbflowHandler(APIHandler):
         if not raw.isdigit() or not low <= int(raw) <= high:
             raise web.HTTPError(400, f"{name} must be a whole number from {low} to {high}")
         return int(raw)
+
+
+def _inside_root(root: Path, path: str, what: str) -> Path:
+    """``path`` (relative to ``root``) resolved, if it stays inside ``root``; else a 400 (a NUL
+    byte, which no file name has, is a 400 too, not the ValueError of ``resolve``)."""
+    try:
+        target = (root / path).resolve() if path and "\0" not in path else None
+    except (OSError, ValueError):
+        target = None
+    if target is None or os.path.isabs(path) or not target.is_relative_to(root):
+        raise web.HTTPError(400, f"{what} must be a path inside the server's root")
+    return target
 
 
 def _open(url: str, db: str | None) -> Store:
@@ -138,9 +147,7 @@ class RunsHandler(NbflowHandler):
 
         notebook = self.get_json_body() or {}
         path = str(notebook.get("notebook") or "") if isinstance(notebook, dict) else ""
-        target = (self.root_dir / path).resolve()
-        if not path or os.path.isabs(path) or not target.is_relative_to(self.root_dir):
-            raise web.HTTPError(400, "notebook must be a path inside the server's root")
+        target = _inside_root(self.root_dir, path, "notebook")
         if target.suffix not in (".ipynb", ".py") or not target.is_file():
             raise web.HTTPError(404, f"no notebook {path}")
         log = target.with_name(f".{target.stem}.nbflow-run.log")
@@ -262,11 +269,7 @@ class ExportHandler(NbflowHandler):
         self.reply({"files": [str(Path(p).resolve().relative_to(self.root_dir)) for p in written]})
 
     def _inside(self, value: Any, what: str) -> Path:
-        path = str(value or "")
-        target = (self.root_dir / path).resolve()
-        if not path or os.path.isabs(path) or not target.is_relative_to(self.root_dir):
-            raise web.HTTPError(400, f"{what} must be a path inside the server's root")
-        return target
+        return _inside_root(self.root_dir, str(value or ""), what)
 
 
 class ClusterHandler(NbflowHandler):
