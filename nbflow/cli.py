@@ -190,16 +190,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for p in args.param:
         parse_param(p)  # refuse a malformed --param before anything starts
-    store = _store(args)
     from nbflow import notebook as nbmod
     from nbflow.graph import build_graph, cells_until
 
-    nb = nbmod.load(args.notebook)  # bad notebooks fail before a cluster starts
+    nb = nbmod.load(args.notebook)  # a bad notebook fails before a store or a cluster is made
     cells = nb.cells
     if args.until:
         cells_until(cells, args.until)
     else:
         build_graph(cells)
+    store = _store(args)
     executor = Executor.connect(args.cluster)
     if args.force or not _ran_before(store, nb):
         executor.warm_up()  # steps will run: start the cluster while the driver gets going

@@ -40,14 +40,16 @@ LINE = 100
 def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> str:
     """The module text for the notebook at ``path``, to be written at ``output`` (which only
     decides the relative ``FOLDER``)."""
-    import nbformat
-
     nb = nbmod.load(os.fspath(path))  # clear errors for a missing or broken notebook
-    raw = [(c.get("cell_type", ""), number, c.get("source", ""),
+    raw = [(c.get("cell_type", ""), number, _source(c.get("source", "")),
             tuple(c.get("metadata", {}).get("tags", ())))
-           for number, c in enumerate(nbformat.read(nb.path, as_version=4).cells, start=1)]
+           for number, c in enumerate(nbmod.read(nb.path)["cells"], start=1)]
     folder = os.path.relpath(nb.path.parent, Path(output).resolve().parent)
     return render(nb.flow_name, nb.path.name, raw, folder.replace(os.sep, "/"), Path(output).name)
+
+
+def _source(source: str | list[str]) -> str:
+    return "".join(source) if isinstance(source, list) else source
 
 
 def export_file(notebook: str | os.PathLike[str], output: str | os.PathLike[str] | None) -> Path:

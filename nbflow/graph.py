@@ -17,8 +17,9 @@ from __future__ import annotations
 import ast
 import graphlib
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from nbflow.analyze import AnalysisError, CellAnalysis, analyze_cell, is_step_cell
 from nbflow.model import StepOptions
@@ -287,14 +288,17 @@ def cells_until(cells: Sequence[Cell], step: str) -> list[Cell]:
     return kept  # name that only a left-out plain cell binds: then the error names it)
 
 
-def cells_from_notebook(nb: object) -> list[Cell]:
-    """The code cells of an nbformat notebook, numbered by their position among all cells."""
+def cells_from_notebook(nb: Mapping[str, Any]) -> list[Cell]:
+    """The code cells of a notebook (nbformat 4 JSON), numbered by their position among all
+    cells; a source given as a list of lines is joined, as nbformat does."""
     cells = []
-    for number, cell in enumerate(getattr(nb, "cells", []), start=1):
+    for number, cell in enumerate(nb.get("cells", []), start=1):
         if cell.get("cell_type") != "code":
             continue
         tags = tuple(cell.get("metadata", {}).get("tags", ()))
-        cells.append(Cell(number=number, source=cell.get("source", ""), tags=tags))
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        cells.append(Cell(number=number, source=source, tags=tags))
     return cells
 
 

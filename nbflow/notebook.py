@@ -1,4 +1,4 @@
-"""Reading a notebook file (nbformat) into code cells, with clear errors for files that are not one.
+"""Reading a notebook file (nbformat 4 JSON) into code cells, with clear errors for files that are not one.
 
 Also decides what a plain cell's IPython-only lines mean in a headless run: display-only magics are
 skipped, anything else is refused up front with the cell and line.
@@ -11,8 +11,8 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import xxhash
 
 from nbflow.analyze import AnalysisError
@@ -55,6 +55,33 @@ def load(path: str | Path) -> Notebook:
         from nbflow import flowfile
 
         return flowfile.load(path)
+    nb = read(path)
+    metadata = nb.get("metadata", {})
+    language = (metadata.get("kernelspec", {}).get("language")
+                or metadata.get("language_info", {}).get("name") or "python")
+    if str(language).lower() != "python":
+        raise NotebookError(
+            f"{path}: this notebook's kernel language is {language!r}; nbflow runs Python "
+            "notebooks only. Open it with a Python kernel, or run it with its own kernel's tools."
+        )
+    cells = cells_from_notebook(nb)
+    h = xxhash.xxh3_128()
+    for c in cells:
+        h.update(c.source.encode())
+        h.update(b"\0")
+    return Notebook(path=path.resolve(), cells=cells, content_hash=h.hexdigest())
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The notebook at ``path`` as nbformat 4 JSON, or a ``NotebookError`` saying what is wrong.
+
+    nbformat 4, what every Jupyter of the last decade writes, is read as it is on disk after a
+    check of the structure nbflow relies on (cells, their type, source and tags; the kernel's
+    language): importing nbformat costs seconds where jsonschema's format checkers are installed
+    (they build grammars at import), and ``nbflow run`` should not pay that for every run. Older
+    versions are converted by nbformat.
+    """
+    path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -86,7 +113,11 @@ def load(path: str | Path) -> Notebook:
     problem = _structure_problem(raw)
     if problem:
         raise NotebookError(f"{path}: not a valid notebook: {problem}. {repair}")
+    if raw.get("nbformat") == 4:
+        return dict(raw)
     try:
+        import nbformat
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nbformat's notes on missing cell ids and the like
             nb = nbformat.reads(text, as_version=4)
@@ -97,19 +128,11 @@ def load(path: str | Path) -> Notebook:
         raise NotebookError(
             f"{path}: not a valid notebook ({version}): {message[:300]}. {repair}"
         ) from None
-    language = (nb.metadata.get("kernelspec", {}).get("language")
-                or nb.metadata.get("language_info", {}).get("name") or "python")
-    if str(language).lower() != "python":
-        raise NotebookError(
-            f"{path}: this notebook's kernel language is {language!r}; nbflow runs Python "
-            "notebooks only. Open it with a Python kernel, or run it with its own kernel's tools."
-        )
-    cells = cells_from_notebook(nb)
-    h = xxhash.xxh3_128()
-    for c in cells:
-        h.update(c.source.encode())
-        h.update(b"\0")
-    return Notebook(path=path.resolve(), cells=cells, content_hash=h.hexdigest())
+    converted: dict[str, Any] = json.loads(json.dumps(nb))
+    problem = _structure_problem(converted)
+    if problem:
+        raise NotebookError(f"{path}: not a valid notebook: {problem}. {repair}")
+    return converted
 
 
 def _structure_problem(raw: object) -> str | None:

@@ -98,7 +98,7 @@ def _open(url: str, db: str | None) -> Store:
         return cached[0]
     if cached is not None:
         cached[0].close()
-    store = open_store(url, db)
+    store = open_store(url, db, writable=False)  # the sidebar only reads
     _stores[key] = (store, _file_identity(url, db))
     return store
 
