@@ -195,14 +195,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     nb = nbmod.load(args.notebook)  # a bad notebook fails before a store or a cluster is made
     cells = nb.cells
-    if args.until:
-        cells_until(cells, args.until)
-    else:
-        build_graph(cells)
-    store = _store(args)
+    graph = build_graph(cells_until(cells, args.until) if args.until else cells)
     executor = Executor.connect(args.cluster)
-    if args.force or not _ran_before(store, nb):
-        executor.warm_up()  # steps will run: start the cluster while the driver gets going
+    executor.expect(n.options.resources for n in graph.nodes if n.options is not None)
+    # Steps will run: start the cluster while the driver opens the store and gets going.
+    if args.force:
+        executor.warm_up()
+    store = _store(args)
+    if not args.force and not _ran_before(store, nb):
+        executor.warm_up()
     printer = _Printer(args.quiet)
     try:
         run_id = run_notebook(args.notebook, store=store, executor=executor,
@@ -221,14 +222,23 @@ def _ran_before(store: Any, nb: Any) -> bool:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from nbflow import config
     from nbflow.execute import Executor
     from nbflow.runner import resume_run
 
-    store = _store(args)
-    if store.meta.run(args.run_id) is None:
-        raise KeyError(f"no run {args.run_id!r} in {store.url}; `nbflow runs` lists them")
     executor = Executor.connect(args.cluster)
-    executor.warm_up()  # a resume runs what did not succeed: start the cluster now
+    # A resume runs what did not succeed: start the cluster now, while the store opens (not a
+    # cluster made for the run's sizes, dask-gateway: that waits for the steps' requests).
+    early = args.cluster or not config.get("cluster.class")
+    if early:
+        executor.warm_up()
+    try:
+        store = _store(args)
+        if store.meta.run(args.run_id) is None:
+            raise KeyError(f"no run {args.run_id!r} in {store.url}; `nbflow runs` lists them")
+    except BaseException:
+        executor.settle()
+        raise
     printer = _Printer(args.quiet)
     try:
         run_id = resume_run(args.run_id, store=store, executor=executor,

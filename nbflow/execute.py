@@ -104,8 +104,11 @@ def reset_local_cluster() -> None:
         _close_local()
 
 
-def connect(address: str | None = None) -> tuple[Client, str]:
-    """A client for the configured cluster, and its kind: local, address, class or existing."""
+def connect(address: str | None = None,
+            expected: dict[str, float] | None = None) -> tuple[Client, str]:
+    """A client for the configured cluster, and its kind: local, address, class or existing.
+    ``expected``: the largest ``%%resources`` the run will ask for, for a cluster manager whose
+    workers can only be sized when the cluster is made (dask-gateway)."""
     from distributed import Client, default_client
     from distributed.comm.addressing import parse_address, parse_host_port
 
@@ -141,7 +144,28 @@ def connect(address: str | None = None) -> tuple[Client, str]:
                 f"cannot import the cluster class {class_path!r} (nbflow.cluster.class): {exc}. "
                 "Install its package or fix the path, e.g. dask_jobqueue.SLURMCluster."
             ) from exc
-        return Client(cls(**(config.get("cluster.kwargs") or {})), set_as_default=False), "class"
+        kwargs = dict(config.get("cluster.kwargs") or {})
+        try:
+            kwargs = scaling.new_cluster_kwargs(str(class_path), kwargs, expected or {})
+        except scaling.ScalingError as exc:
+            raise ClusterError(str(exc)) from exc
+        cluster = cls(**kwargs)
+        workers = config.get("cluster.scale")
+        if workers:  # a manager that starts without workers (dask-gateway)
+            cluster.scale(int(workers))
+        client = Client(cluster, set_as_default=False)
+        if workers:
+            timeout = float(dask.utils.parse_timedelta(config.get("scaling.timeout") or "300s"))
+            try:
+                client.wait_for_workers(1, timeout=timeout)
+            except TimeoutError as exc:
+                client.close()
+                cluster.close()
+                raise ClusterError(
+                    f"the {class_path} cluster was asked for {workers} workers, but none joined "
+                    f"within {timeout:g} s. Check the cluster manager (queue, quota, pending "
+                    "pods), or raise nbflow.scaling.timeout.") from exc
+        return client, "class"
     try:
         return default_client(), "existing"
     except ValueError:
@@ -180,6 +204,7 @@ class Executor:
         self._worker_cache: tuple[float, tuple[str, ...], Any] | None = None
         self._fit_seen: dict[tuple[tuple[str, float], ...], float] = {}  # request -> last seen fit
         self._warming: tuple[threading.Thread, list[Any]] | None = None
+        self._expected: dict[str, float] = {}  # the largest request known before connecting
         self._scale_lock = threading.Lock()
         self._scaled: list[_Scaled] = []
         self._retirer: threading.Thread | None = None
@@ -211,6 +236,12 @@ class Executor:
                 "or `%nbflow cluster local` for a new local cluster."
             )
 
+    def expect(self, requests: Iterable[Resources]) -> None:
+        """Requests the run will make: a cluster made later (dask-gateway) is sized for them."""
+        for request in requests:
+            for key, value in request.as_dask().items():
+                self._expected[key] = max(self._expected.get(key, 0.0), value)
+
     def warm_up(self) -> None:
         """Start connecting (starting the local cluster: seconds of worker processes importing)
         in the background, while the driver reads the notebook and runs its plain cells. For a
@@ -221,7 +252,7 @@ class Executor:
 
         def start() -> None:
             try:
-                box.append(connect(self.address))
+                box.append(connect(self.address, dict(self._expected)))
             except BaseException as exc:  # handed to whoever asks for the client
                 box.append(exc)
 
@@ -246,7 +277,7 @@ class Executor:
                     raise box[0]
                 self._client, self.kind = box[0]
             else:
-                self._client, self.kind = connect(self.address)
+                self._client, self.kind = connect(self.address, dict(self._expected))
             for hook in self._on_connect:
                 hook(self)
         return self._client

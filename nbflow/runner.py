@@ -115,6 +115,8 @@ class Runner:
         self.resumed_from = resumed_from
         self.on_event: EventHandler = on_event or (lambda _kind, _data: None)
         self.graph = graph if graph is not None else build_graph(notebook.cells)
+        # A cluster made for this run (dask-gateway) is sized for its biggest step.
+        executor.expect(n.options.resources for n in self.graph.nodes if n.options is not None)
         self.run_id = new_run_id()
         self.dispatch = Dispatcher(
             self.run_id, self.graph, store, executor, folder=notebook.folder, force=force,

@@ -246,6 +246,7 @@ class InteractiveSession:
 
         self.executor.subscribe(LOG_TOPIC, dispatcher.relay_log)
         self.executor.subscribe(RESULT_TOPIC, dispatcher.relay_result)
+        self.executor.expect([opts.resources])  # sizes a cluster made now (dask-gateway)
         self.executor.on_connect(check)
         try:
             dispatcher.dispatch_ready()

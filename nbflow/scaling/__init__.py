@@ -16,7 +16,8 @@ manager's own API:
 Every worker a scaler starts declares its size as the Dask worker resources ``memory`` (bytes),
 ``cpus`` and ``gpus``, the names ``%%resources`` asks for. The executor (``nbflow.execute``) waits
 for the worker, watches it, and calls ``retire`` once it has been idle for
-``nbflow.scaling.idle-timeout``.
+``nbflow.scaling.idle-timeout``. ``new_cluster_kwargs`` sizes a dask-gateway cluster, whose
+workers can only be sized when it is made, for the largest request a run knows of.
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ class Scaler(ABC):
         """Stop the worker(s) ``add`` asked for (gracefully: the scheduler moves their data)."""
 
 
+class ScalingError(Exception):
+    """A cluster cannot be made with workers of the size a run needs."""
+
+
+def new_cluster_kwargs(class_path: str, kwargs: dict[str, Any],
+                       wanted: dict[str, float]) -> dict[str, Any]:
+    """The keyword arguments to make a ``class_path`` cluster with, so that its workers serve
+    ``wanted`` (the largest request the run knows of when it makes the cluster). Only
+    dask-gateway needs this: its workers' size is fixed when the cluster is made, while the
+    other managers add a worker of the right size when a step asks (``Scaler.add``)."""
+    if wanted and class_path.startswith("dask_gateway."):
+        from nbflow.scaling.gateway import sized_kwargs
+
+        return sized_kwargs(kwargs, wanted)
+    return kwargs
+
+
 def scaler_for(cluster: Any) -> Scaler | None:
     """The scaler for a cluster manager object, or ``None`` if nbflow cannot add workers to it."""
     if cluster is None:
@@ -110,4 +128,4 @@ def describe(wanted: dict[str, float]) -> str:
     return " ".join(parts)
 
 
-__all__ = ["Scaler", "cores", "describe", "memory_text", "scaler_for", "worker_resources_arg"]
+__all__ = ["Scaler", "ScalingError", "cores", "describe", "memory_text", "scaler_for", "worker_resources_arg"]

@@ -9,9 +9,10 @@ limits this gateway declares when they are known) for a cluster whose workers ar
 
 ``sized_options(options, wanted)`` is the useful half: the option values (in the deployment's
 names and units) for workers declaring at least ``wanted``, and the problems when the gateway's
-limits (an option's ``max``) forbid it. A flow started with ``nbflow.cluster.class:
-dask_gateway.GatewayCluster`` gets them through ``nbflow.cluster.kwargs`` (``GatewayCluster``
-passes unknown keyword arguments on as cluster options).
+limits (an option's ``max``) forbid it. When nbflow makes the cluster (``nbflow.cluster.class:
+dask_gateway.GatewayCluster``), ``sized_kwargs`` asks the gateway for its option spec and raises
+the worker size options to the largest ``%%resources`` the run knows of (every step of a
+``nbflow run``; the first step cell of a kernel), so its workers are big enough from the start.
 """
 
 from __future__ import annotations
@@ -100,6 +101,41 @@ def sized_options(options: Mapping[str, Any],
     return out, problems
 
 
+# GatewayCluster's own keyword arguments (the rest are cluster options).
+_CONNECTION = ("address", "proxy_address", "public_address", "auth", "asynchronous", "loop")
+
+
+def sized_kwargs(kwargs: dict[str, Any], wanted: dict[str, float]) -> dict[str, Any]:
+    """``GatewayCluster`` keyword arguments whose worker size options serve ``wanted``: the
+    gateway's option spec (``Gateway.cluster_options()``), with the user's values from
+    ``kwargs``, raised where ``wanted`` needs more. ``ScalingError`` when the gateway's limits
+    (an option's max) or its option names cannot serve it."""
+    from dask_gateway import Gateway  # type: ignore[import-untyped]
+
+    from nbflow.scaling import ScalingError
+
+    gateway = Gateway(**{k: kwargs[k] for k in _CONNECTION if k in kwargs})
+    try:
+        options = gateway.cluster_options()
+    finally:
+        gateway.close()
+    for name, value in kwargs.items():
+        if name in options:
+            options[name] = value
+    sized, problems = sized_options(options, wanted)
+    if problems:
+        raise ScalingError(
+            f"the run asks for workers of {describe(wanted)}, and this dask-gateway cannot make "
+            f"them: {'; '.join(problems)}. Ask its administrator for larger worker options, or "
+            "lower the %%resources requests.")
+    out = dict(kwargs)
+    for name, value in sized.items():
+        current = options[name]
+        if isinstance(current, str) or value > current:
+            out[name] = value
+    return out
+
+
 class GatewayScaler(Scaler):
     """Refuses, with the cluster options that would serve the request."""
 
@@ -170,4 +206,4 @@ def scaler(cluster: Any) -> Scaler | None:
 
 
 __all__ = ["CORES_OPTIONS", "GPU_OPTIONS", "MEMORY_OPTIONS", "GatewayScaler", "scaler",
-           "sized_options"]
+           "sized_kwargs", "sized_options"]
