@@ -7,6 +7,7 @@ kernel's own message timestamps, never from sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -72,13 +73,10 @@ class Kernel:
         return self.collect(self.send(code), timeout)
 
 
-@pytest.fixture
-def kernel(tmp_path: Path, dask_client: Client) -> Iterator[Kernel]:
-    env = {**os.environ,
-           "DASK_NBFLOW__CLUSTER__ADDRESS": dask_client.scheduler.address,
-           "DASK_NBFLOW__STORE": str(tmp_path / "store"),
-           "JPY_SESSION_NAME": str(tmp_path / "analysis.ipynb")}
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+@contextlib.contextmanager
+def started_kernel(env: dict[str, str], cwd: Path) -> Iterator[Kernel]:
+    """A python3 kernel with ``env``, in ``cwd``, with nbflow loaded; shut down afterwards."""
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(cwd))
     k = Kernel(km, kc)
     try:
         assert k.run("%load_ext nbflow").status == "ok"
@@ -86,6 +84,16 @@ def kernel(tmp_path: Path, dask_client: Client) -> Iterator[Kernel]:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path, dask_client: Client) -> Iterator[Kernel]:
+    env = {**os.environ,
+           "DASK_NBFLOW__CLUSTER__ADDRESS": dask_client.scheduler.address,
+           "DASK_NBFLOW__STORE": str(tmp_path / "store"),
+           "JPY_SESSION_NAME": str(tmp_path / "analysis.ipynb")}
+    with started_kernel(env, tmp_path) as k:
+        yield k
 
 
 def test_output_streams_into_the_cell_while_the_step_runs(kernel) -> None:

@@ -41,8 +41,7 @@ from cluster_support import (
     run_id_of,
 )
 from conftest import PostgresDatabases, write_notebook
-from jupyter_client.manager import start_new_kernel
-from test_kernel import Kernel
+from test_kernel import started_kernel
 
 from nbflow.client import Run
 from nbflow.store import open_store
@@ -276,10 +275,7 @@ def test_a_kernel_runs_step_cells_on_the_remote_cluster_with_s3_and_postgres(
     env = {**os.environ, "DASK_NBFLOW__STORE": remote.store_url, "DASK_NBFLOW__DB": remote.db,
            "JPY_SESSION_NAME": str(tmp_path / "analysis.ipynb")}
     env.pop("DASK_NBFLOW__CLUSTER__ADDRESS", None)
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
-    kernel = Kernel(km, kc)
-    try:
-        assert kernel.run("%load_ext nbflow").status == "ok"
+    with started_kernel(env, tmp_path) as kernel:
         switched = kernel.run(f"%nbflow cluster {remote.cluster.address}")
         assert switched.status == "ok", switched.error
         assert switched.result is not None and "'kind': 'address'" in switched.result["text/plain"]
@@ -292,9 +288,6 @@ def test_a_kernel_runs_step_cells_on_the_remote_cluster_with_s3_and_postgres(
         assert total.result is not None and total.result["text/plain"] == "10"
         bound = kernel.run("print(t, xs)")
         assert bound.stream().strip() == "10 [0, 1, 2, 3, 4]"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
     # The kernel's interactive run is in PostgreSQL, its artifacts in S3, its tasks on the workers.
     store = open_store(remote.store_url, remote.db)
     try:

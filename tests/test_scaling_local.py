@@ -18,8 +18,7 @@ import dask.config
 import psutil
 import pytest
 from distributed import Client, LocalCluster
-from jupyter_client.manager import start_new_kernel
-from test_kernel import Kernel
+from test_kernel import Kernel, started_kernel
 
 from nbflow.client import Run
 from nbflow.execute import Executor, ResourceError
@@ -194,14 +193,8 @@ def local_kernel(tmp_path: Path) -> Iterator[Kernel]:
            "DASK_NBFLOW__SCALING__IDLE_TIMEOUT": "2s",
            "JPY_SESSION_NAME": str(tmp_path / "analysis.ipynb")}
     env.pop("DASK_NBFLOW__CLUSTER__ADDRESS", None)
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
-    k = Kernel(km, kc)
-    try:
-        assert k.run("%load_ext nbflow").status == "ok"
+    with started_kernel(env, tmp_path) as k:
         yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def _cluster(kernel: Kernel) -> dict[str, Any]:
