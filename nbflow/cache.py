@@ -79,12 +79,13 @@ def file_unchanged(f: DataFile) -> bool:
 
 
 def usable(store: Store, candidates: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest candidate task whose data files are unchanged and whose outputs still exist."""
+    """The newest candidate task whose data files are unchanged and whose outputs are still
+    there, whole (a truncated output makes the step run again, which rewrites it)."""
     for cand in candidates:
         files = [DataFile.from_json(f) for f in cand.get("files") or []]
         if not all(file_unchanged(f) for f in files):
             continue
-        if not all(store.artifacts.exists(r.hash) for r in cand["outputs"].values()):
+        if not all(store.artifacts.intact(r.hash, r.size) for r in cand["outputs"].values()):
             continue
         return cand
     return None

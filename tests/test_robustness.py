@@ -166,3 +166,21 @@ def test_a_memory_store_with_worker_processes_is_refused(notebook, executor) -> 
     store = open_store("memory://nbflow-refused", db="sqlite://")
     with pytest.raises(ClusterError, match="lives in this process's memory"):
         run_notebook(notebook(["%%step a\nx = 1"]), store=store, executor=executor)
+
+
+def test_a_truncated_output_is_not_a_cache_hit_and_the_rerun_repairs_it(
+        notebook, store, executor) -> None:
+    nb = notebook(["%%step make\nimport numpy as np\narr = np.arange(100_000)"])
+    first = Run(run_notebook(nb, store=store, executor=executor), store)
+    artifact = first["make"].task.outputs["arr"]
+    path = Path(store.artifacts.path(artifact.hash))
+    path.write_bytes(path.read_bytes()[: artifact.size // 2])
+    with pytest.raises(ArtifactError):
+        artifact.load()
+    second = Run(run_notebook(nb, store=store, executor=executor), store)
+    task = second["make"].task
+    assert task.status == TaskStatus.SUCCEEDED  # executed again, not a cache hit of the broken file
+    assert task.outputs["arr"].hash == artifact.hash
+    assert int(task.outputs["arr"].load().sum()) == sum(range(100_000))
+    assert int(artifact.load().sum()) == sum(range(100_000))  # the first run's reference reads again
+

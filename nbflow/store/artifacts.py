@@ -197,6 +197,17 @@ class ArtifactStore:
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
 
+    def intact(self, key: str, size: int) -> bool:
+        """Whether artifact ``key`` is there with its recorded ``size``: as cheap as ``exists``
+        (one stat), and a truncated or partly overwritten file fails it. (A flipped byte does
+        not; every read verifies the hash.)"""
+        try:
+            if self.local:
+                return os.path.getsize(self.path(key)) == size
+            return bool(self.fs.size(self.path(key)) == size)
+        except (FileNotFoundError, OSError):
+            return False
+
     def read_bytes(self, key: str) -> memoryview:
         """The verified bytes of artifact ``key`` (memory-mapped copy-on-write when local)."""
         path = self.path(key)
