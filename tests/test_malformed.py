@@ -46,6 +46,17 @@ MALFORMED: dict[str, list[str]] = {
     "language_info_only_scala.ipynb": ["kernel language is 'scala'"],
 }
 FINE = ["bom.ipynb", "markdown_step.ipynb"]
+# Made by the tests rather than committed: 3 MB of one line.
+GENERATED = {"huge_single_line.ipynb": '{"cells": [' + "x" * 3_000_000 + "]}"}
+
+
+def corpus(name: str, tmp_path: Path) -> Path:
+    """The corpus file ``name`` (a generated one is written to ``tmp_path``)."""
+    if name in GENERATED:
+        path = tmp_path / name
+        path.write_text(GENERATED[name], encoding="utf-8")
+        return path
+    return CORPUS / name
 
 
 def nbflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,7 +65,8 @@ def nbflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_corpus_is_complete() -> None:
-    assert sorted(p.name for p in CORPUS.iterdir()) == sorted([*MALFORMED, *FINE])
+    assert sorted([p.name for p in CORPUS.iterdir()] + list(GENERATED)) == sorted(
+        [*MALFORMED, *FINE])
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +100,7 @@ def _check_refused(proc: subprocess.CompletedProcess[str], path: Path, expected:
 def test_run_refuses_a_malformed_notebook(tmp_path: Path, history: tuple[str, list[str]],
                                           name: str) -> None:
     store, files = history
-    path = CORPUS / name
+    path = corpus(name, tmp_path)
     proc = nbflow("run", str(path), "--store", store, cwd=tmp_path)
     _check_refused(proc, path, MALFORMED[name])
     st = open_store(store)
@@ -106,7 +118,7 @@ EXPORT = ["invalid_json.ipynb", "empty.ipynb", "non_utf8.ipynb", "a_list.ipynb",
 
 @pytest.mark.parametrize("name", EXPORT)
 def test_export_refuses_a_malformed_notebook(tmp_path: Path, name: str) -> None:
-    path = CORPUS / name
+    path = corpus(name, tmp_path)
     proc = nbflow("export", str(path), cwd=tmp_path)
     _check_refused(proc, path, MALFORMED[name])
     assert list(tmp_path.iterdir()) == []  # no flows/ module, no store
