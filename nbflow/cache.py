@@ -40,6 +40,18 @@ def input_hashes(inputs: Mapping[str, InputSpec], by_value_tokens: Mapping[str, 
     return out
 
 
+def step_environment(modules: Iterable[str]) -> dict[str, Any]:
+    """What a step's cache key takes from the environment (Python, the versions of the packages
+    it imports, hashes of local modules it imports); recorded with each of its tasks."""
+    modules = sorted(set(modules))
+    return {**environment.fingerprint(modules), "sources": environment.local_sources(modules)}
+
+
+def code_hash(code: str) -> str:
+    """The key of a step body in the ``codes`` table."""
+    return xxhash.xxh3_128(code.encode()).hexdigest()
+
+
 def task_key(
     *,
     step: str,
@@ -48,9 +60,12 @@ def task_key(
     inputs: Mapping[str, Any],
     item_token: str | None,
     outputs: Iterable[str],
-    modules: Iterable[str],
+    modules: Iterable[str] = (),
+    env: Mapping[str, Any] | None = None,
 ) -> str:
-    modules = sorted(set(modules))
+    """``env`` is ``step_environment(modules)``, when the caller has it already."""
+    env = dict(env) if env is not None else step_environment(modules)
+    sources = env.pop("sources", {})
     return hash_json({
         "format": KEY_FORMAT,
         "step": step,
@@ -59,8 +74,8 @@ def task_key(
         "inputs": dict(inputs),
         "item": item_token,
         "outputs": list(outputs),
-        "env": environment.fingerprint(modules),
-        "sources": environment.local_sources(modules),
+        "env": env,
+        "sources": sources,
     })
 
 
@@ -80,12 +95,13 @@ def file_unchanged(f: DataFile) -> bool:
 
 def usable(store: Store, candidates: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest candidate task whose data files are unchanged and whose outputs are still
-    there, whole (a truncated output makes the step run again, which rewrites it)."""
+    there, whole (a truncated output makes the step run again, which rewrites it). The outputs
+    of the one chosen are claimed (``ArtifactStore.claim``), so a concurrent gc keeps them."""
     for cand in candidates:
         files = [DataFile.from_json(f) for f in cand.get("files") or []]
         if not all(file_unchanged(f) for f in files):
             continue
-        if not all(store.artifacts.intact(r.hash, r.size) for r in cand["outputs"].values()):
+        if not all(store.artifacts.claim(r.hash, r.size) for r in cand["outputs"].values()):
             continue
         return cand
     return None

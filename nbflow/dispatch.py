@@ -65,6 +65,7 @@ class StepState:
     node: Node
     by_value: dict[str, InputSpec] | None = None  # captured when the driver reaches the cell
     by_value_tokens: dict[str, str] = field(default_factory=dict)
+    by_value_info: dict[str, dict[str, str]] = field(default_factory=dict)  # type, short repr
     tasks: list[TaskState] = field(default_factory=list)
     inputs: dict[str, InputSpec] = field(default_factory=dict)  # as shipped to every task
     running: int = 0  # tasks with an attempt under way
@@ -194,7 +195,8 @@ class Dispatcher:
                 bad = [u for u in ups if not u.ok]
                 if bad:
                     self._cancel_step(state, f"upstream step {bad[0].name!r} did not succeed")
-                elif state.name in self.reuse and state.name not in self.force_steps:
+                elif (state.name in self.reuse and state.name not in self.force_steps
+                      and self._claim(self.reuse[state.name])):
                     self._reuse(state, self.reuse[state.name])
                 else:
                     self._dispatch(state)
@@ -253,12 +255,13 @@ class Dispatcher:
             return
         force = self.force or opts.force or state.name in self.force_steps
         self.on_event("step-started", {"step": state.name, "tasks": len(payloads)})
-        described = _describe_inputs(inputs)
+        described = _describe_inputs(inputs, state.by_value_info)
         hashes = cache.input_hashes(inputs, state.by_value_tokens)
         modules = [*state.node.analysis.imports, *(s[1] for s in inputs.values() if s[0] == "module")]
+        env = cache.step_environment(modules)
         keys = [cache.task_key(step=state.name, code=self._code[state.name],
                                options=opts.to_json(), inputs=hashes, item_token=token,
-                               outputs=state.node.outputs, modules=modules)
+                               outputs=state.node.outputs, env=env)
                 for _, _, _, token in payloads]
         candidates = {} if force else self._candidates(keys)
         cached: list[tuple[Row, Row]] = []
@@ -266,7 +269,8 @@ class Dispatcher:
         for (index, value, blob, _), key in zip(payloads, keys, strict=True):
             row: Row = {"run_id": self.run_id, "step": state.name, "idx": index,
                         "item": None if index is None else repr(value)[:200], "cache_key": key,
-                        "resources": opts.resources.to_json(), "inputs": described}
+                        "resources": opts.resources.to_json(), "inputs": described,
+                        "environment": env}
             hit = cache.usable(self.store, candidates.get(key, []))
             task = TaskState(-1, index, blob, key)
             if hit is None:
@@ -292,12 +296,19 @@ class Dispatcher:
             self.cache_memo.update({k: v for k, v in found.items() if v})
         return {k: self.cache_memo[k] for k in keys if k in self.cache_memo}
 
+    def _claim(self, originals: list[Row]) -> bool:
+        """Whether the original run's outputs of a step are all still there (claimed, so that a
+        concurrent gc keeps them); if not, resume runs the step again."""
+        return all(self.store.artifacts.claim(r.hash, r.size)
+                   for orig in originals for r in orig["outputs"].values())
+
     def _reuse(self, state: StepState, originals: list[Row]) -> None:
         """On resume: take the original run's tasks of this step as they are."""
         self.on_event("step-started", {"step": state.name, "tasks": len(originals)})
         cached = []
         for orig in originals:
-            row = {k: orig[k] for k in ("step", "idx", "item", "cache_key", "resources", "inputs")}
+            row = {k: orig.get(k) for k in ("step", "idx", "item", "cache_key", "resources",
+                                             "inputs", "code_hash", "environment")}
             cached.append(({**row, "run_id": self.run_id}, orig))
             state.tasks.append(TaskState(-1, orig["idx"], None, orig["cache_key"],
                                          status=TaskStatus.CACHED, outputs=dict(orig["outputs"]),
@@ -309,8 +320,9 @@ class Dispatcher:
                            started: list[Row]) -> None:
         # One transaction each for all the step's tasks, and every id assigned before the first
         # submit, so that an error while submitting leaves nothing unaccounted for.
-        cached_ids = iter(self.store.meta.record_cached_tasks(cached))
-        started_ids = iter(self.store.meta.create_tasks(started, start=True))
+        code = state.node.analysis.body
+        cached_ids = iter(self.store.meta.record_cached_tasks(cached, code=code))
+        started_ids = iter(self.store.meta.create_tasks(started, start=True, code=code))
         hits = iter(hit for _, hit in cached)
         for task in state.tasks:
             if task.status == TaskStatus.CACHED:
@@ -566,7 +578,10 @@ def _times(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe_inputs(inputs: dict[str, InputSpec]) -> dict[str, Any]:
+def _describe_inputs(inputs: dict[str, InputSpec],
+                     info: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """How each input was supplied, as tasks record it; by-value inputs with their type and a
+    short repr (``info``), for lineage and ``nbflow diff``."""
     out: dict[str, Any] = {}
     for name, (kind, value) in inputs.items():
         if kind == "artifact":
@@ -575,7 +590,7 @@ def _describe_inputs(inputs: dict[str, InputSpec]) -> dict[str, Any]:
             out[name] = {"kind": kind, "items": [r.to_json() for r in value]}
         elif kind == "value":
             out[name] = {"kind": kind, "hash": xxhash.xxh3_128(value).hexdigest(),
-                         "size": len(value)}
+                         "size": len(value), **(info or {}).get(name, {})}
         else:
             out[name] = {"kind": kind, "module": value}
     return out

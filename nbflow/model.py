@@ -156,3 +156,20 @@ class DataFile:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DataFile:
         return cls(**data)
+
+
+TAG_MAX = 100
+
+
+def check_tag(name: str) -> str:
+    """A run tag as given, if it is one: 1 to 100 characters, none of them whitespace or control
+    characters (so that tags print, and filter, as typed); else ValueError naming it."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a tag cannot be empty")
+    if len(name) > TAG_MAX:
+        raise ValueError(f"tag {name[:20]!r}… is {len(name)} characters; at most {TAG_MAX}")
+    bad = next((c for c in name if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"tag {name!r} contains {bad!r}: tags cannot contain whitespace or "
+                         "control characters (use - or _ instead)")
+    return name

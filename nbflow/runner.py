@@ -46,7 +46,7 @@ from nbflow.execute import ClusterError, Executor
 from nbflow.graph import FlowGraph, GraphError, Node, build_graph, cells_until
 from nbflow.model import RunStatus, TaskStatus
 from nbflow.store import Store
-from nbflow.tokenize import value_token
+from nbflow.tokenize import value_info, value_token
 from nbflow.worker import InputSpec
 
 
@@ -310,6 +310,7 @@ class Runner:
             try:
                 specs[name] = ("value", cloudpickle.dumps(value, protocol=5))
                 tokens[name] = value_token(value)
+                state.by_value_info[name] = value_info(value)
             except Exception as exc:
                 self.dispatch.fail_step(state, (
                     f"step {state.name!r} (cell {state.node.cell.number}) reads {name!r}, a "

@@ -38,7 +38,7 @@ from nbflow.model import RunStatus, TaskStatus
 from nbflow.runner import new_run_id
 from nbflow.scope import IGNORED_NAMES
 from nbflow.store import Store, open_store
-from nbflow.tokenize import value_token
+from nbflow.tokenize import value_info, value_token
 from nbflow.worker import InputSpec
 
 
@@ -163,9 +163,13 @@ class InteractiveSession:
                 self.store.meta.finish_run(self.run_id, RunStatus.SUCCEEDED)
 
     # -- one step cell -------------------------------------------------------------------------
-    def _inputs(self, node: Node) -> tuple[dict[str, InputSpec], dict[str, str]]:
+    def _inputs(self, node: Node) -> tuple[dict[str, InputSpec], dict[str, str],
+                                           dict[str, dict[str, str]]]:
+        """What the step reads, as shipped; the tokens of by-value inputs; and their type and
+        short repr (``value_info``)."""
         specs: dict[str, InputSpec] = {}
         tokens: dict[str, str] = {}
+        info: dict[str, dict[str, str]] = {}
         for name in node.analysis.inputs:
             if name not in self.namespace:
                 if name in IGNORED_NAMES:
@@ -195,13 +199,14 @@ class InteractiveSession:
             try:
                 specs[name] = ("value", cloudpickle.dumps(value, protocol=5))
                 tokens[name] = token or value_token(value)
+                info[name] = value_info(value)
             except Exception as exc:
                 raise AnalysisError(
                     f"{name!r}, a {type(value).__name__}, cannot be shipped to a worker: {exc}",
                     cell=node.cell.number,
                     hint=f"create {name!r} inside the step (or in an earlier step) instead",
                 ) from None
-        return specs, tokens
+        return specs, tokens, info
 
     def run_step(self, source: str, *, cell: int | None = None,
                  on_log: LogHandler | None = None,
@@ -220,7 +225,7 @@ class InteractiveSession:
                     by_value=tuple(n for n in analysis.inputs if n not in IGNORED_NAMES
                                    or n in self.namespace))
         self._upstream: set[str] = set()
-        specs, tokens = self._inputs(node)
+        specs, tokens, info = self._inputs(node)
         self.executor.ensure_alive()
         run_id = self._ensure_run()
         graph = FlowGraph((node,))
@@ -230,6 +235,7 @@ class InteractiveSession:
                                 cache_memo=self._cache_memo)
         state = dispatcher.steps[opts.name]
         state.by_value, state.by_value_tokens = specs, tokens
+        state.by_value_info = info
         record = {"name": opts.name, "cell": cell, "code": analysis.body, "options": opts.to_json(),
                   "inputs": list(analysis.inputs), "outputs": list(analysis.outputs),
                   # the steps whose stored outputs it takes: the interactive run's DAG edges

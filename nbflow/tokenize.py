@@ -69,3 +69,18 @@ def value_token(obj: Any, seen: set[int] | None = None) -> str:
     seen = set() if seen is None else seen
     _TokenPickler(buf, seen).dump(_canonical(obj, seen))
     return xxhash.xxh3_128(buf.getvalue()).hexdigest()
+
+
+def value_info(value: Any, limit: int = 200) -> dict[str, str]:
+    """A by-value input as lineage and ``nbflow diff`` show it: its type and a short repr (a
+    repr that raises, or a huge one, does not stop a run)."""
+    kind = type(value)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}")
+    try:
+        text = repr(value)
+    except Exception as exc:  # a user's __repr__ may raise anything
+        text = f"<{name}: repr raised {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return {"type": name, "repr": text}

@@ -25,7 +25,7 @@ from nbflow.runner import run_notebook
 from nbflow.store import MetadataDB, MetadataError, Store, open_store
 from nbflow.store import metadata as metadata_module
 
-TABLES = {"alembic_version", "runs", "steps", "tasks", "attempts", "outputs"}
+TABLES = {"alembic_version", "runs", "steps", "tasks", "attempts", "outputs", "tags", "codes"}
 
 
 @pytest.fixture
@@ -80,6 +80,13 @@ def test_open_store_migrates_postgres_to_head(opened: Store, tmp_path: Path,
             "WHERE table_name = 'runs'")).all())
     assert types["started_at"] == "timestamp with time zone"
     assert types["params"] in {"json", "jsonb"}
+    with opened.meta.engine.connect() as conn:  # the migrations make exactly schema.py's tables
+        from alembic.autogenerate import compare_metadata
+        from alembic.runtime.migration import MigrationContext
+
+        from nbflow.store import schema
+
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
     ref = opened.artifacts.put([1, 2])
     assert opened.artifacts.get(ref.hash) == [1, 2]
 

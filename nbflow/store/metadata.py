@@ -303,6 +303,7 @@ class MetadataDB:
         *,
         flow: str | None = None,
         status: str | None = None,
+        tag: str | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Row]:
@@ -311,6 +312,8 @@ class MetadataDB:
             q = q.where(t.runs.c.flow == flow)
         if status is not None:
             q = q.where(t.runs.c.status == status)
+        if tag is not None:
+            q = q.where(t.runs.c.id.in_(sa.select(t.tags.c.run_id).where(t.tags.c.name == tag)))
         q = q.offset(offset)
         if limit is not None:
             q = q.limit(limit)
@@ -342,6 +345,75 @@ class MetadataDB:
         with self.engine.connect() as conn:
             r = conn.execute(q).first()
             return _row(r._mapping) if r is not None else None
+
+    # -- tags and notes ------------------------------------------------------------------------
+    def add_tags(self, run_id: str, names: Iterable[str]) -> None:
+        """Tag a run (a tag it has already is kept as it is)."""
+        with self.engine.begin() as conn:
+            have = {r.name for r in conn.execute(
+                sa.select(t.tags.c.name).where(t.tags.c.run_id == run_id))}
+            new = sorted(set(names) - have)
+            if new:
+                stamp = now()
+                conn.execute(t.tags.insert(), [{"run_id": run_id, "name": n, "created_at": stamp}
+                                               for n in new])
+
+    def remove_tags(self, run_id: str, names: Iterable[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(t.tags.delete().where(t.tags.c.run_id == run_id,
+                                               t.tags.c.name.in_(sorted(set(names)))))
+
+    def tags(self, run_ids: list[str]) -> dict[str, list[str]]:
+        """Each run's tags, sorted (one query for a page of runs)."""
+        out: dict[str, list[str]] = {r: [] for r in run_ids}
+        if not run_ids:
+            return out
+        q = (sa.select(t.tags.c.run_id, t.tags.c.name).where(t.tags.c.run_id.in_(run_ids))
+             .order_by(t.tags.c.name))
+        with self.engine.connect() as conn:
+            for run_id, name in conn.execute(q):
+                out[run_id].append(name)
+        return out
+
+    def tag_counts(self) -> list[tuple[str, int]]:
+        """Every tag in use and how many runs have it, by name."""
+        q = (sa.select(t.tags.c.name, sa.func.count()).group_by(t.tags.c.name)
+             .order_by(t.tags.c.name))
+        with self.engine.connect() as conn:
+            return [(name, int(n)) for name, n in conn.execute(q)]
+
+    def set_note(self, run_id: str, note: str | None) -> None:
+        self.update_run(run_id, note=_text(note) or None)
+
+    # -- code ----------------------------------------------------------------------------------
+    @staticmethod
+    def _keep_code(conn: sa.Connection, text: str) -> str:
+        """Keep a step body once, under its hash, in the transaction that records its tasks (so
+        that a concurrent ``nbflow gc`` never sees it unreferenced); its hash."""
+        import xxhash
+
+        key = xxhash.xxh3_128(text.encode()).hexdigest()
+        values = {"hash": key, "text": _text(text)}
+        if conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            conn.execute(sqlite.insert(t.codes).values(**values).on_conflict_do_nothing())
+        elif conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            conn.execute(postgresql.insert(t.codes).values(**values).on_conflict_do_nothing())
+        elif conn.execute(sa.select(t.codes.c.hash).where(t.codes.c.hash == key)).first() is None:
+            conn.execute(t.codes.insert().values(**values))
+        return key
+
+    def codes(self, keys: Iterable[str | None]) -> dict[str, str]:
+        """Step bodies by hash (missing and None keys are left out)."""
+        wanted = sorted({k for k in keys if k})
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            return {r.hash: r.text for r in conn.execute(
+                sa.select(t.codes).where(t.codes.c.hash.in_(wanted)))}
 
     def flows(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -476,14 +548,19 @@ class MetadataDB:
             self._attach_outputs(conn, rows)
         return out
 
-    def create_tasks(self, rows: list[dict[str, Any]], *, start: bool = False) -> list[int]:
-        """Insert tasks in one transaction; with ``start``, running with their first attempt."""
+    def create_tasks(self, rows: list[dict[str, Any]], *, start: bool = False,
+                     code: str | None = None) -> list[int]:
+        """Insert tasks in one transaction; with ``start``, running with their first attempt;
+        with ``code``, the step body they run (kept in ``codes``, their ``code_hash``)."""
         if not rows:
             return []
         created = now()
         ids = []
         with self.engine.begin() as conn:
+            code_hash = self._keep_code(conn, code) if code is not None else None
             for values in rows:
+                if code_hash is not None:
+                    values = {**values, "code_hash": code_hash}
                 values = {"created_at": created, "attempts": 0,
                           "status": TaskStatus.PENDING.value, **values}
                 if start:
@@ -497,14 +574,19 @@ class MetadataDB:
                      "started_at": created} for i in ids])
         return ids
 
-    def record_cached_tasks(self, pairs: list[tuple[dict[str, Any], Row]]) -> list[int]:
-        """Insert finished ``cached`` tasks, each reusing the outputs of the task ``hit``."""
+    def record_cached_tasks(self, pairs: list[tuple[dict[str, Any], Row]], *,
+                            code: str | None = None) -> list[int]:
+        """Insert finished ``cached`` tasks, each reusing the outputs of the task ``hit``
+        (``code`` as for ``create_tasks``)."""
         if not pairs:
             return []
         stamp = now()
         ids = []
         with self.engine.begin() as conn:
+            code_hash = self._keep_code(conn, code) if code is not None else None
             for values, hit in pairs:
+                if code_hash is not None and not values.get("code_hash"):
+                    values = {**values, "code_hash": code_hash}  # a reused task keeps its own
                 values = {**values, "status": TaskStatus.CACHED.value, "attempts": 0,
                           "created_at": stamp, "started_at": stamp, "finished_at": stamp,
                           "cached_from": hit["id"], "files": hit["files"], "worker": hit["worker"],

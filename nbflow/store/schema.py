@@ -5,6 +5,8 @@
 ``tasks``     one execution of a step in a run (one per foreach item): status, cache key, timings
 ``attempts``  each try of a task (``--retry``), with its worker and error
 ``outputs``   task -> artifact hash, one row per output name
+``tags``      run -> tag names (``nbflow tag``)
+``codes``     each distinct step body once, by hash; tasks point at the code they ran
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ runs = sa.Table(
     sa.Column("db_url", sa.Text),  # the metadata database, password hidden
     sa.Column("driver", sa.JSON),
     sa.Column("error", sa.Text),
+    sa.Column("note", sa.Text),  # free text, `nbflow note`
     sa.Column("started_at", TS, nullable=False, index=True),
     sa.Column("finished_at", TS),
     sa.Column("heartbeat_at", TS),
@@ -72,6 +75,10 @@ tasks = sa.Table(
     sa.Column("error_type", sa.String(200)),
     # The stored rich display of the step's last expression ({"hash", "size", "type"}), if any.
     sa.Column("display", sa.JSON),
+    # What the task ran: its step body (in ``codes``) and environment (python, the packages the
+    # step imports, hashes of local modules): the same for a cached task as for its original.
+    sa.Column("code_hash", sa.String(32)),
+    sa.Column("environment", sa.JSON),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("started_at", TS),
     sa.Column("finished_at", TS),
@@ -97,4 +104,20 @@ outputs = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False, index=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("type", sa.Text, nullable=False),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_tags_name", "name"),
+)
+
+codes = sa.Table(
+    "codes",
+    metadata,
+    sa.Column("hash", sa.String(32), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
 )
