@@ -3,10 +3,13 @@
     >>> import nbflow
     >>> run = nbflow.Flow("quickstart").latest_run
     >>> run["train"].task.outputs["model"].load()
+    >>> run["train"].task.outputs["model"].lineage()     # where it came from
+    >>> nbflow.Flow("quickstart").runs(tag="baseline")  # runs tagged `nbflow tag RUN baseline`
 
 Objects are views over the store's metadata, read when asked. ``to_json()`` on a run builds the
 JSON wire model that ``nbflow show --json`` prints (and that other front ends reuse).
 Reading also notices runs whose driver stopped heartbeating and marks them ``interrupted``.
+The only writes are a run's tags and note (``Run.add_tags``, ``remove_tags``, ``set_note``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from functools import cached_property
 from typing import Any
 
 from nbflow import config
-from nbflow.model import ArtifactRef, DataFile, Resources, RunStatus, StepOptions, TaskStatus
+from nbflow.model import (
+    ArtifactRef,
+    DataFile,
+    Resources,
+    RunStatus,
+    StepOptions,
+    TaskStatus,
+    check_tag,
+)
 from nbflow.store import LIVE_LOG, Store, open_store
 
 _stores: dict[tuple[str | None, str | None], Store] = {}
@@ -39,10 +50,12 @@ def _iso(value: dt.datetime | None) -> str | None:
 class Artifact:
     """One stored output value; ``load()`` reads and verifies it."""
 
-    def __init__(self, store: Store, name: str, ref: ArtifactRef) -> None:
+    def __init__(self, store: Store, name: str, ref: ArtifactRef,
+                 task: Task | None = None) -> None:
         self._store = store
         self.name = name
         self.ref = ref
+        self.task = task  # the task whose output it is
 
     hash = property(lambda self: self.ref.hash)
     size = property(lambda self: self.ref.size)
@@ -51,8 +64,57 @@ class Artifact:
     def load(self) -> Any:
         return self._store.artifacts.get(self.ref.hash)
 
+    def lineage(self) -> Lineage:
+        """Where this value came from: the task that made it, its code, parameters,
+        environment, inputs and data files, and the same for every task upstream of it."""
+        from nbflow.lineage import lineage
+
+        task = self.task
+        if task is None:
+            found = self._store.meta.artifact(self.ref.hash)
+            if found is None:
+                raise KeyError(f"no task in {self._store.url} made artifact {self.hash}")
+            row = self._store.meta.task(found["task_id"])
+            assert row is not None
+            task = Task(self._store, row)
+        return Lineage(lineage(self._store, task.run_id, task.step, self.name, task.index,
+                               task=task.id))
+
     def __repr__(self) -> str:
         return f"<Artifact {self.name}: {self.type}, {self.size} bytes, {self.hash[:12]}>"
+
+
+class Lineage:
+    """An artifact's lineage (``Artifact.lineage()``): ``to_json()`` is the model that
+    ``nbflow lineage --json`` prints; ``str()`` the text; in a notebook it shows as text."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """The producing task first, then every task upstream of it."""
+        return list(self.data["tasks"])
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        """Every data file read along the way: path, size, hash and the reading task."""
+        return list(self.data["files"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.data["params"])
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data
+
+    def __str__(self) -> str:
+        from nbflow.lineage import render_text
+
+        return render_text(self.data)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
 
 
 class Task:
@@ -90,7 +152,25 @@ class Task:
 
     @property
     def outputs(self) -> dict[str, Artifact]:
-        return {n: Artifact(self._store, n, r) for n, r in self._row["outputs"].items()}
+        return {n: Artifact(self._store, n, r, self) for n, r in self._row["outputs"].items()}
+
+    @property
+    def code(self) -> str:
+        """The step body this task ran (a cached task: the body of the one it was cached from,
+        which had the same cache key)."""
+        found = self._store.meta.codes([self._row.get("code_hash")])
+        if found:
+            return next(iter(found.values()))
+        for s in self._store.meta.steps(self.run_id):  # recorded before tasks kept their code
+            if s["name"] == self.step:
+                return str(s["code"])
+        return ""
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """What of the environment the task's cache key took: Python, the versions of the
+        packages the step imports, hashes of the local modules it imports."""
+        return dict(self._row.get("environment") or {})
 
     @property
     def files(self) -> list[DataFile]:
@@ -217,6 +297,39 @@ class Run:
     def status(self) -> RunStatus:
         return RunStatus(self._row["status"])
 
+    @property
+    def note(self) -> str | None:
+        return self._row.get("note")
+
+    @property
+    def tags(self) -> list[str]:
+        if "tags" not in self._row:
+            self._row["tags"] = self._store.meta.tags([self.id])[self.id]
+        return list(self._row["tags"])
+
+    def add_tags(self, *names: str) -> None:
+        """Tag the run (``nbflow tag RUN NAME...``); a tag it has already is kept."""
+        for name in names:
+            check_tag(name)
+        self._store.meta.add_tags(self.id, names)
+        self._row.pop("tags", None)
+
+    def remove_tags(self, *names: str) -> None:
+        self._store.meta.remove_tags(self.id, names)
+        self._row.pop("tags", None)
+
+    def set_note(self, note: str | None) -> None:
+        """Set (or with None or "", clear) the run's free-text note."""
+        self._store.meta.set_note(self.id, note)
+        self._row["note"] = note or None
+
+    def diff(self, other: Run | str) -> dict[str, Any]:
+        """How ``other`` differs from this run: the model ``nbflow diff THIS OTHER --json``
+        prints (see ``nbflow.compare``)."""
+        from nbflow.compare import diff_runs
+
+        return diff_runs(self._store, self.id, other if isinstance(other, str) else other.id)
+
     @cached_property
     def _steps(self) -> list[dict[str, Any]]:
         return self._store.meta.steps(self.id)
@@ -247,6 +360,8 @@ class Run:
             "params": self.params,
             "resumed_from": self.resumed_from,
             "notebook_path": self.notebook_path,
+            "tags": self.tags,
+            "note": self.note,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -280,8 +395,9 @@ class Flow:
         self.name = name
         self._store = get_store(store)
 
-    def runs(self, *, status: str | None = None, limit: int | None = None) -> list[Run]:
-        return list_runs(self.name, store=self._store, status=status, limit=limit)
+    def runs(self, *, status: str | None = None, tag: str | None = None,
+             limit: int | None = None) -> list[Run]:
+        return list_runs(self.name, store=self._store, status=status, tag=tag, limit=limit)
 
     @property
     def latest_run(self) -> Run | None:
@@ -307,21 +423,24 @@ def run_list_item(run: Run, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def history_page(store: Store, *, flow: str | None = None, status: str | None = None,
-                 limit: int = 50, offset: int = 0) -> dict[str, Any]:
+                 tag: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
     """One page of the run history as the sidebar shows it: runs newest first, each with its
-    duration and task counts (two queries, whatever the page size)."""
-    runs = list_runs(flow, store=store, status=status, limit=limit, offset=offset)
+    duration, task counts and tags (three queries, whatever the page size)."""
+    runs = list_runs(flow, store=store, status=status, tag=tag, limit=limit, offset=offset)
     counts = store.meta.task_counts([r.id for r in runs])
     return {"runs": [run_list_item(r, counts[r.id]) for r in runs], "offset": offset,
             "limit": limit, "store": store.url}
 
 
 def list_runs(flow: str | None = None, *, store: Store | str | None = None,
-              status: str | None = None, limit: int | None = None, offset: int = 0) -> list[Run]:
+              status: str | None = None, tag: str | None = None, limit: int | None = None,
+              offset: int = 0) -> list[Run]:
+    """Runs, newest first; only ``flow``'s, only in ``status``, only tagged ``tag``."""
     st = get_store(store)
     _notice_interrupted(st)
-    rows = st.meta.runs(flow=flow, status=status, limit=limit, offset=offset)
-    return [Run(r["id"], st, row=r) for r in rows]
+    rows = st.meta.runs(flow=flow, status=status, tag=tag, limit=limit, offset=offset)
+    tags = st.meta.tags([r["id"] for r in rows])
+    return [Run(r["id"], st, row={**r, "tags": tags[r["id"]]}) for r in rows]
 
 
 def _notice_interrupted(store: Store) -> None:

@@ -173,7 +173,8 @@ def _install_process_hooks() -> None:
 # -- data files read by a task ---------------------------------------------------------------------
 _PYTHON_DIRS = {os.path.join(os.path.realpath(p), "")
                 for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-_IGNORED_PREFIXES = (*_PYTHON_DIRS, "/proc/", "/sys/", "/dev/")
+# The time zone database is read by pandas and datetime as a side effect, not as a step's data.
+_IGNORED_PREFIXES = (*_PYTHON_DIRS, "/proc/", "/sys/", "/dev/", "/usr/share/zoneinfo/")
 # Python source and extension modules are imports, covered by the environment part of the key.
 _IGNORED_SUFFIXES = (".py", ".pyc", ".so", ".pth")
 
