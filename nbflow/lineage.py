@@ -117,17 +117,17 @@ def lineage(store: Store, run_id: str, step: str, name: str, index: int | None =
     seen = {root["id"]}
     queue = deque([root])
     while queue:
-        task = queue.popleft()
-        order.append(task)
-        edges[task["id"]] = []
-        for input_name, spec in (task["inputs"] or {}).items():
+        reader = queue.popleft()
+        order.append(reader)
+        edges[reader["id"]] = []
+        for input_name, spec in (reader["inputs"] or {}).items():
             kind = spec.get("kind")
             if kind not in ("artifact", "gather"):
                 continue
             refs = [spec] if kind == "artifact" else list(spec.get("items") or [])
             sources: list[int] = []
             for position, item in enumerate(refs):
-                producer = tracer.producer(task, input_name, item,
+                producer = tracer.producer(reader, input_name, item,
                                            position if kind == "gather" else None)
                 if producer is None:
                     continue
@@ -136,7 +136,7 @@ def lineage(store: Store, run_id: str, step: str, name: str, index: int | None =
                 if producer["id"] not in seen:
                     seen.add(producer["id"])
                     queue.append(producer)
-            edges[task["id"]].append({
+            edges[reader["id"]].append({
                 "name": input_name, "kind": kind,
                 "artifacts": [{"hash": r["hash"], "size": r["size"], "type": r["type"]}
                               for r in refs],
