@@ -177,9 +177,11 @@ class ArtifactStore:
             key = hasher.hexdigest()
             final = self.path(key)
             if self.local:
-                # An intact copy is never rewritten; one corrupted on disk is replaced, so running
-                # its step again repairs it.
-                if os.path.exists(final) and _intact(final, key):
+                # An intact copy is never rewritten (a reader on another NFS client keeps its
+                # handle), only claimed: its fresh mtime tells ``collect`` (gc) that a run in
+                # progress uses it. One corrupted on disk is replaced, so running its step again
+                # repairs it; one collected meanwhile is written again.
+                if self._claim_local(final) and _intact(final, key):
                     os.unlink(tmp)
                 else:
                     os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -207,6 +209,103 @@ class ArtifactStore:
             return bool(self.fs.size(self.path(key)) == size)
         except (FileNotFoundError, OSError):
             return False
+
+    def claim(self, key: str, size: int) -> bool:
+        """``intact``, and for a local store also mark the object as just used (its mtime), so
+        that a concurrent ``collect`` keeps it: a cache hit claims the outputs it reuses."""
+        if self.local and not self._claim_local(self.path(key)):
+            return False
+        return self.intact(key, size)
+
+    @staticmethod
+    def _claim_local(path: str) -> bool:
+        """Touch a local object; False if it is not there."""
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            pass  # a read-only store: nothing collects there either
+        return True
+
+    # -- listing and collecting (nbflow gc) ----------------------------------------------------
+    def iter_objects(self) -> Iterable[tuple[str, int, float]]:
+        """Every stored object as (key, size, mtime in seconds since the epoch)."""
+        base = f"{self.root}/objects"
+        if self.local:
+            try:
+                shards = sorted(os.scandir(base), key=lambda e: e.name)
+            except FileNotFoundError:
+                return
+            for shard in shards:
+                if not shard.is_dir() or len(shard.name) != 2:
+                    continue
+                for entry in os.scandir(shard.path):
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    if entry.is_file() and len(entry.name) == 30:
+                        yield shard.name + entry.name, st.st_size, st.st_mtime
+            return
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            parts = path.rstrip("/").split("/")
+            if len(parts) < 2 or len(parts[-2]) != 2 or len(parts[-1]) != 30:
+                continue
+            yield parts[-2] + parts[-1], int(info.get("size") or 0), _mtime(info)
+
+    def collect(self, key: str, cutoff: float) -> bool:
+        """Delete object ``key`` unless it was written or claimed at or after ``cutoff`` (epoch
+        seconds); whether it was deleted. Locally the object is first renamed aside and its mtime
+        read there: a writer or a cache hit that touched it just before is seen and the object
+        put back; one just after finds it gone and writes it again (or runs the step)."""
+        path = self.path(key)
+        if self.local:
+            aside = f"{self.root}/tmp/gc-{uuid.uuid4().hex}"
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                return False
+            if os.stat(aside).st_mtime >= cutoff:
+                os.replace(aside, path)
+                return False
+            os.unlink(aside)
+            return True
+        try:
+            if _mtime(self.fs.info(path)) >= cutoff:
+                return False
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_files(self, prefix: str) -> Iterable[tuple[str, int, float]]:
+        """Files under ``prefix`` (a folder inside the store, e.g. ``logs/RUN``) as (path
+        relative to the store, size, mtime)."""
+        base = f"{self.root}/{prefix.strip('/')}"
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in sorted(found.items()):
+            if info.get("type") == "directory":
+                continue
+            yield path[len(self.root) + 1:], int(info.get("size") or 0), _mtime(info)
+
+    def remove(self, relpath: str) -> None:
+        """Delete a file inside the store (a log); a missing one is fine. A local folder left
+        empty by it goes too."""
+        path = f"{self.root}/{relpath}"
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+        if self.local:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
 
     def read_bytes(self, key: str) -> memoryview:
         """The verified bytes of artifact ``key`` (memory-mapped copy-on-write when local)."""
@@ -272,6 +371,24 @@ def write_error(url: str, exc: OSError) -> str:
     return (f"cannot write to the artifact store {url}: {what} ({exc.strerror}"
             f"{f': {exc.filename}' if exc.filename else ''}). Fix: {fix}, or point nbflow at "
             "another store with --store (or DASK_NBFLOW__STORE).")
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    """Modification time (epoch seconds) from an fsspec ``info`` dict, for any backend."""
+    for field in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            import datetime as dt
+
+            with contextlib.suppress(ValueError):
+                return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    return float("inf")  # unknown: never old enough to collect
 
 
 def _intact(path: str, key: str) -> bool:
