@@ -1,4 +1,5 @@
-"""The ``nbflow`` command: run | resume | runs | show | logs | export | schedule.
+"""The ``nbflow`` command: run | resume | runs | show | logs | lineage | diff | tag | note | gc |
+export | schedule.
 
 Exit codes: 0 success; 1 the run finished but failed (a step failed); 2 bad input or an environment
 problem (bad notebook, bad option, unreachable cluster, unwritable store), with the reason on stderr.
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     runs.add_argument("--flow", help="only this flow (a notebook's file name without .ipynb)")
     runs.add_argument("--status", help="only runs in this state")
+    runs.add_argument("--tag", help="only runs with this tag")
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--json", action="store_true")
 
@@ -91,7 +93,51 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--index", type=int, help="only this foreach item")
     logs.add_argument("--json", action="store_true",
                       help="an array of {step, index, status, stdout, stderr} per task")
+
+    lineage = sub.add_parser("lineage", parents=[common],
+                             help="where an output came from: tasks, code, parameters, "
+                                  "environment, inputs and data files, back through the graph")
+    lineage.add_argument("run_id")
+    lineage.add_argument("step")
+    lineage.add_argument("name", help="the output (a name the step binds)")
+    lineage.add_argument("--index", type=int, help="the foreach item (a foreach step's task)")
+    lineage.add_argument("--json", action="store_true")
+
+    diff = sub.add_parser("diff", parents=[common],
+                          help="what changed from RUN_A to RUN_B: code, parameters, packages, "
+                               "data files and outputs, step by step")
+    diff.add_argument("run_a")
+    diff.add_argument("run_b")
+    diff.add_argument("--json", action="store_true")
+
+    tag = sub.add_parser("tag", parents=[common], help="tag a run (or --untag)")
+    tag.add_argument("run_id")
+    tag.add_argument("names", nargs="*", metavar="NAME")
+    tag.add_argument("--untag", action="append", default=[], metavar="NAME",
+                     help="remove this tag (repeatable)")
+
+    note = sub.add_parser("note", parents=[common], help="show or set a run's free-text note")
+    note.add_argument("run_id")
+    note.add_argument("text", nargs="?", help="the note (omit to show it; '' clears it)")
+
+    gc = sub.add_parser("gc", parents=[common],
+                        help="delete old runs and the artifacts and logs no kept run reaches "
+                             "(a dry run unless --delete)")
+    gc.add_argument("--keep-last", type=int, metavar="N", help="keep each flow's newest N runs")
+    gc.add_argument("--keep-tagged", action="store_true", help="keep every tagged run")
+    gc.add_argument("--older-than", metavar="DURATION",
+                    help="only delete runs started longer ago than this (30d, 12h, 2w)")
+    gc.add_argument("--flow", help="only consider this flow's runs")
+    mode = gc.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", default=True,
+                      help="report what would be deleted (the default)")
+    mode.add_argument("--delete", action="store_true", help="really delete")
+    gc.add_argument("--json", action="store_true")
     return p
+
+
+class UsageError(Exception):
+    """A command's arguments are wrong (exit 2, the message on stderr)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = globals()[f"cmd_{args.command}"]
         return int(handler(args))
     except (AnalysisError, RunError, ClusterError, StoreError, MetadataError, NotebookError,
-            ArtifactError, ScheduleError, KeyError) as exc:
+            ArtifactError, ScheduleError, UsageError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"nbflow: error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -284,19 +330,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from nbflow.client import list_runs
 
     runs = list_runs(args.flow, store=_store(args, create=False), status=args.status,
-                     limit=args.limit)
+                     tag=args.tag, limit=args.limit)
     if args.json:
         print(json.dumps([r.summary_json() for r in runs], indent=2))
         return 0
     if not runs:
         print("no runs yet: `nbflow run NOTEBOOK.ipynb` makes one")
         return 0
-    print(f"{'RUN':24} {'FLOW':20} {'STATUS':12} {'STARTED':20} DURATION")
+    print(f"{'RUN':24} {'FLOW':20} {'STATUS':12} {'STARTED':20} {'DURATION':10} TAGS")
     for r in runs:
         started = r.started_at.strftime("%Y-%m-%d %H:%M:%S")
         dur = (f"{(r.finished_at - r.started_at).total_seconds():.1f} s"
                if r.finished_at else "-")
-        print(f"{r.id:24} {r.flow[:20]:20} {r.status.value:12} {started:20} {dur}")
+        print(f"{r.id:24} {r.flow[:20]:20} {r.status.value:12} {started:20} {dur:10} "
+              f"{' '.join(r.tags)}".rstrip())
     return 0
 
 
@@ -314,6 +361,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  started    {data['started_at']}   finished {data['finished_at']}")
     if run.resumed_from:
         print(f"  resumes    {run.resumed_from}")
+    if run.tags:
+        print(f"  tags       {' '.join(run.tags)}")
+    if run.note:
+        print(f"  note       {run.note}")
     if data["params"]:
         print("  params     " + ", ".join(f"{k}={v!r}" for k, v in data["params"].items()))
     print(f"  python     {env.get('python')}   nbflow {env.get('nbflow')}")
@@ -355,6 +406,73 @@ def cmd_logs(args: argparse.Namespace) -> int:
         err = t.stderr
         if err:
             sys.stderr.write(err)
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from nbflow.lineage import lineage, render_text
+
+    data = lineage(_store(args, create=False), args.run_id, args.step, args.name, args.index)
+    print(json.dumps(data, indent=2) if args.json else render_text(data))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nbflow.compare import diff_runs, render_text
+
+    data = diff_runs(_store(args, create=False), args.run_a, args.run_b)
+    print(json.dumps(data, indent=2, default=str) if args.json else render_text(data))
+    return 0
+
+
+def _run_of(args: argparse.Namespace) -> Any:
+    from nbflow.client import Run
+
+    store = _store(args, create=False)
+    if store.meta.run(args.run_id) is None:
+        raise KeyError(f"no run {args.run_id!r} in {store.url}; `nbflow runs` lists them")
+    return Run(args.run_id, store)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from nbflow.model import check_tag
+
+    if not args.names and not args.untag:
+        raise UsageError("give tags to add (nbflow tag RUN NAME...) or --untag NAME")
+    try:
+        for name in [*args.names, *args.untag]:
+            check_tag(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    run = _run_of(args)
+    if args.names:
+        run.add_tags(*args.names)
+    if args.untag:
+        run.remove_tags(*args.untag)
+    print(f"run {run.id}: {' '.join(run.tags) or 'no tags'}")
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    run = _run_of(args)
+    if args.text is not None:
+        run.set_note(args.text)
+    print(run.note or "", end="\n" if run.note else "")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from nbflow.retention import Policy, RetentionError, collect, parse_duration
+
+    try:
+        policy = Policy(keep_last=args.keep_last, keep_tagged=args.keep_tagged,
+                        older_than=parse_duration(args.older_than) if args.older_than else None,
+                        flow=args.flow)
+        policy.check()
+    except RetentionError as exc:
+        raise UsageError(str(exc)) from None
+    report = collect(_store(args, create=False), policy, dry_run=not args.delete)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
     return 0
 
 

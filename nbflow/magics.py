@@ -102,9 +102,13 @@ class NbflowMagics(Magics):
                                    with a progress view (plain text with --text or without widgets)
         %nbflow resume [RUN_ID] [--from STEP]... [--text]
                                    resume a run (by default the last one %nbflow run made here)
-        %nbflow runs [FLOW] [--limit N]
+        %nbflow runs [FLOW] [--tag TAG] [--limit N]
                                    the store's runs, newest first
         %nbflow show RUN_ID        one run: its steps and tasks
+        %nbflow diff RUN_A RUN_B   what changed between two runs: code, parameters, packages,
+                                   data files, and how each differing output differs
+        %nbflow lineage RUN_ID STEP NAME [--index N]
+                                   where an output came from, back through the graph
         %nbflow cluster [ADDRESS|local]
                                    the cluster steps run on; with an address, switch to that
                                    scheduler (`local`: a new local cluster)
@@ -124,8 +128,27 @@ class NbflowMagics(Magics):
     def _cmd_runs(self, args: argparse.Namespace) -> None:
         from nbflow.client import list_runs
 
-        for r in list_runs(args.flow, store=self.session.store, limit=args.limit):
-            print(f"{r.id}  {r.flow:20}  {r.status.value:11}  {r.kind}")
+        for r in list_runs(args.flow, store=self.session.store, tag=args.tag, limit=args.limit):
+            print(f"{r.id}  {r.flow:20}  {r.status.value:11}  {r.kind:11}  {' '.join(r.tags)}"
+                  .rstrip())
+
+    def _cmd_diff(self, args: argparse.Namespace) -> Any:
+        from nbflow.compare import CompareError, diff_runs
+
+        try:
+            return RunDiff(diff_runs(self.session.store, args.run_a, args.run_b))
+        except CompareError as exc:
+            raise NbflowUsageError(exc.args[0]) from None
+
+    def _cmd_lineage(self, args: argparse.Namespace) -> Any:
+        from nbflow.client import Lineage
+        from nbflow.lineage import LineageError, lineage
+
+        try:
+            return Lineage(lineage(self.session.store, args.run_id, args.step, args.name,
+                                   args.index))
+        except LineageError as exc:
+            raise NbflowUsageError(exc.args[0]) from None
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
         from nbflow.client import Run
@@ -278,7 +301,25 @@ class RunInterrupted(KeyboardInterrupt):
         return [f"nbflow: {self}"]
 
 
-_COMMANDS = ("run", "resume", "runs", "show", "cluster", "export")
+_COMMANDS = ("run", "resume", "runs", "show", "diff", "lineage", "cluster", "export")
+
+
+class RunDiff:
+    """``%nbflow diff``'s result: HTML in the notebook (every value escaped), text elsewhere;
+    ``.data`` is the JSON model of ``nbflow diff --json``."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def _repr_html_(self) -> str:
+        from nbflow.compare import render_html
+
+        return render_html(self.data)
+
+    def __repr__(self) -> str:
+        from nbflow.compare import render_text
+
+        return render_text(self.data)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -301,8 +342,17 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", add_help=False)
     runs.add_argument("flow", nargs="?")
     runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--tag")
     show = sub.add_parser("show", add_help=False)
     show.add_argument("run_id")
+    diff = sub.add_parser("diff", add_help=False)
+    diff.add_argument("run_a")
+    diff.add_argument("run_b")
+    lineage = sub.add_parser("lineage", add_help=False)
+    lineage.add_argument("run_id")
+    lineage.add_argument("step")
+    lineage.add_argument("name")
+    lineage.add_argument("--index", type=int)
     cluster = sub.add_parser("cluster", add_help=False)
     cluster.add_argument("address", nargs="?")
     export = sub.add_parser("export", add_help=False)

@@ -1,4 +1,5 @@
-"""The REST handlers: thin, authenticated, read-only views over ``nbflow.client``.
+"""The REST handlers: thin, authenticated views over ``nbflow.client`` (the only writes: start a
+run, export a notebook, a run's tags and note).
 
 Every handler is a jupyter_server ``APIHandler`` whose methods require Jupyter's own
 authentication (``@web.authenticated``: a token or a logged-in session, else 403). Ids in URLs
@@ -8,9 +9,14 @@ root directory. JSON bodies come from the client's ``to_json`` methods: the wire
 one place, mirrored by ``labextension/src/model.ts``.
 
     GET /nbflow/api/flows                               flows with runs in the store
-    GET /nbflow/api/runs?flow=&status=&limit=&offset=   runs, newest first, with task counts
+    GET /nbflow/api/runs?flow=&status=&tag=&limit=&offset=   runs, newest first, with task
+                                                        counts and tags
     POST /nbflow/api/runs {"notebook": PATH}            start `nbflow run PATH` ("Run flow")
-    GET /nbflow/api/runs/RUN                            a run: steps, tasks, DAG
+    GET /nbflow/api/runs/RUN                            a run: steps, tasks, DAG, tags, note
+    POST /nbflow/api/runs/RUN/tags {"add", "remove", "note"}   tag a run, set its note
+    GET /nbflow/api/runs/RUN/lineage?step=&name=&index=  where an output came from
+    GET /nbflow/api/diff?a=RUN&b=RUN                    what changed from run a to run b
+    GET /nbflow/api/tags                                tags in use, with their run counts
     GET /nbflow/api/runs/RUN/tasks/TASK/logs?stream=stdout|stderr&tail=N
     GET /nbflow/api/artifacts/HASH                      type, size, origin and a small preview
     GET /nbflow/api/cluster                             the cluster of the newest live run
@@ -32,7 +38,8 @@ from tornado import web
 from nbflow import config
 from nbflow.store import Store, open_store
 
-RUN_ID = r"(?P<run_id>[0-9]{8}-[0-9]{6}-[0-9a-f]{6})"
+RUN_ID_PATTERN = r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}"
+RUN_ID = rf"(?P<run_id>{RUN_ID_PATTERN})"
 TASK_ID = r"(?P<task_id>[0-9]{1,12})"
 HASH = r"(?P<key>[0-9a-f]{32})"
 MAX_PAGE = 200
@@ -68,6 +75,28 @@ class NbflowHandler(APIHandler):
     def reply(self, body: Any) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body, default=str))
+
+    def run_argument(self, name: str) -> str:
+        """A run id from the query string, checked like the ids in the routes."""
+        import re
+
+        value = self.get_query_argument(name, "")
+        if not re.fullmatch(RUN_ID_PATTERN, value):
+            raise web.HTTPError(400, f"{name} must be a run id such as 20260101-120000-abc123")
+        return value
+
+    def name_argument(self, name: str) -> str:
+        """A step or output name from the query string: a Python identifier."""
+        value = self.get_query_argument(name, "")
+        if not value.isidentifier() or len(value) > 200:
+            raise web.HTTPError(400, f"{name} must be a step or output name (an identifier)")
+        return value
+
+    def existing_store(self) -> Store:
+        store = self.store()
+        if store is None:
+            raise web.HTTPError(404, "this notebook's folder has no nbflow store yet")
+        return store
 
     def int_argument(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, str(default))
@@ -135,7 +164,9 @@ class RunsHandler(NbflowHandler):
             return
         flow = self.get_query_argument("flow", None) or None
         status = self.get_query_argument("status", None) or None
-        self.reply(history_page(store, flow=flow, status=status, limit=limit, offset=offset))
+        tag = self.get_query_argument("tag", None) or None
+        self.reply(history_page(store, flow=flow, status=status, tag=tag, limit=limit,
+                                offset=offset))
 
 
     @web.authenticated
@@ -286,6 +317,86 @@ class ClusterHandler(NbflowHandler):
                     "address": config.get("cluster.address")})
 
 
+class TagsHandler(NbflowHandler):
+    @web.authenticated
+    def get(self) -> None:
+        store = self.store()
+        tags = store.meta.tag_counts() if store else []
+        self.reply({"tags": [{"name": n, "runs": c} for n, c in tags]})
+
+
+class RunTagsHandler(NbflowHandler):
+    """``POST {"add"?: [...], "remove"?: [...], "note"?: str | null}``: the sidebar's tag and
+    note editing; replies with the run's tags and note."""
+
+    @web.authenticated
+    def post(self, run_id: str) -> None:
+        from nbflow.model import check_tag
+
+        body = self.get_json_body() or {}
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "expected a JSON object")
+        add, remove = body.get("add") or [], body.get("remove") or []
+        if not all(isinstance(x, list) for x in (add, remove)):
+            raise web.HTTPError(400, "add and remove must be lists of tags")
+        try:
+            for name in [*add, *remove]:
+                check_tag(name)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        note = body.get("note", ...)
+        if note is not ... and note is not None and not isinstance(note, str):
+            raise web.HTTPError(400, "note must be text or null")
+        store = self.existing_store()
+        if store.meta.run(run_id) is None:
+            raise web.HTTPError(404, f"no run {run_id}")
+        if add:
+            store.meta.add_tags(run_id, add)
+        if remove:
+            store.meta.remove_tags(run_id, remove)
+        if note is not ...:
+            store.meta.set_note(run_id, note)
+        row = store.meta.run(run_id) or {}
+        self.reply({"tags": store.meta.tags([run_id])[run_id], "note": row.get("note")})
+
+
+class LineageHandler(NbflowHandler):
+    @web.authenticated
+    async def get(self, run_id: str) -> None:
+        from tornado.ioloop import IOLoop
+
+        from nbflow.lineage import LineageError, lineage
+
+        step, name = self.name_argument("step"), self.name_argument("name")
+        raw = self.get_query_argument("index", "")
+        index = self.int_argument("index", 0, 0, 10**9) if raw else None
+        store = self.existing_store()
+        try:
+            body = await IOLoop.current().run_in_executor(
+                None, lambda: lineage(store, run_id, step, name, index))
+        except LineageError as exc:
+            raise web.HTTPError(404, exc.args[0]) from None
+        self.reply(body)
+
+
+class DiffHandler(NbflowHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        from tornado.ioloop import IOLoop
+
+        from nbflow.compare import CompareError, diff_runs
+        from nbflow.server.preview import MAX_LOAD
+
+        a, b = self.run_argument("a"), self.run_argument("b")
+        store = self.existing_store()
+        try:  # outputs are loaded to say how they differ: off the server's event loop
+            body = await IOLoop.current().run_in_executor(
+                None, lambda: diff_runs(store, a, b, max_load=MAX_LOAD))
+        except CompareError as exc:
+            raise web.HTTPError(404, exc.args[0]) from None
+        self.reply(body)
+
+
 def setup_handlers(web_app: Any, *, root_dir: str) -> None:
     web_app.settings["nbflow_root_dir"] = root_dir
     base = url_path_join(web_app.settings["base_url"], "nbflow", "api")
@@ -294,6 +405,10 @@ def setup_handlers(web_app: Any, *, root_dir: str) -> None:
         (url_path_join(base, "runs"), RunsHandler),
         (url_path_join(base, "runs", RUN_ID) + "/?", RunHandler),
         (url_path_join(base, "runs", RUN_ID, "tasks", TASK_ID, "logs"), LogsHandler),
+        (url_path_join(base, "runs", RUN_ID, "tags"), RunTagsHandler),
+        (url_path_join(base, "runs", RUN_ID, "lineage"), LineageHandler),
+        (url_path_join(base, "diff"), DiffHandler),
+        (url_path_join(base, "tags"), TagsHandler),
         (url_path_join(base, "artifacts", HASH), ArtifactHandler),
         (url_path_join(base, "cluster"), ClusterHandler),
         (url_path_join(base, "export"), ExportHandler),
