@@ -9,13 +9,18 @@ import { ServerConnection } from '@jupyterlab/services';
 import {
   ArtifactReply,
   ClusterReply,
+  DiffReply,
   ExportReply,
   ExportRequest,
   FlowsReply,
+  LineageReply,
   LogsReply,
   RunDetail,
   RunsReply,
-  StartRunReply
+  StartRunReply,
+  TagsReply,
+  TagsRequest,
+  TagsUpdateReply
 } from './model';
 
 export type Query = Record<string, string | number | null | undefined>;
@@ -72,6 +77,7 @@ export class NbflowApi {
     options: {
       flow?: string;
       status?: string;
+      tag?: string;
       limit?: number;
       offset?: number;
     } = {}
@@ -106,6 +112,39 @@ export class NbflowApi {
   /** The cluster of the newest live run in the notebook's store. */
   cluster(notebook: string): Promise<ClusterReply> {
     return this.get(['cluster'], { notebook });
+  }
+
+  /** Tags in the notebook's store, with how many runs carry each. */
+  tags(notebook: string): Promise<TagsReply> {
+    return this.get(['tags'], { notebook });
+  }
+
+  /** Add and remove a run's tags, and set its note; the server refuses a bad tag (400). */
+  updateTags(
+    notebook: string,
+    runId: string,
+    request: TagsRequest
+  ): Promise<TagsUpdateReply> {
+    return this.request(['runs', runId, 'tags'], { notebook }, 'POST', request);
+  }
+
+  /** What changed from run `a` to run `b`. */
+  diff(notebook: string, a: string, b: string): Promise<DiffReply> {
+    return this.get(['diff'], { notebook, a, b });
+  }
+
+  /** How an output of a task of a run was made: its task and every task upstream. */
+  lineage(
+    notebook: string,
+    runId: string,
+    artifact: { step: string; name: string; index?: number | null }
+  ): Promise<LineageReply> {
+    return this.get(['runs', runId, 'lineage'], {
+      notebook,
+      step: artifact.step,
+      name: artifact.name,
+      index: artifact.index
+    });
   }
 
   /** Start `nbflow run NOTEBOOK` on the server ("Run flow"). */

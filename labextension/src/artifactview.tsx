@@ -64,6 +64,8 @@ export interface IOutputsProps {
   outputs: Record<string, ArtifactRefJSON>;
   state: (hash: string) => ArtifactState | undefined;
   onPreview: (hash: string) => void;
+  /** Open the lineage of an output (by its name); without it, no "lineage" button. */
+  onLineage?: (name: string) => void;
   sanitizer: IRenderMime.ISanitizer;
 }
 
@@ -107,6 +109,15 @@ export function Outputs(props: IOutputsProps): JSX.Element {
                   >
                     {shown ? 'hide' : 'preview'}
                   </button>
+                  {props.onLineage ? (
+                    <button
+                      className="jp-nbflow-link jp-nbflow-lineage-button"
+                      onClick={() => props.onLineage!(name)}
+                      title="How it was made: this task and every task upstream"
+                    >
+                      Lineage
+                    </button>
+                  ) : null}
                 </td>
               </tr>
               {shown ? (

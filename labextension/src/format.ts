@@ -155,3 +155,24 @@ function pad(n: number): string {
 function trimZeros(fixed: string): string {
   return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
 }
+
+/** The first `n` hex digits of a content hash, for display (the full hash goes in a title). */
+export function shortHash(hash: string | null | undefined, n = 10): string {
+  if (!hash) {
+    return '—';
+  }
+  return hash.length > n ? hash.slice(0, n) : hash;
+}
+
+/** A JSON value as one line of text (parameters, reprs): strings quoted, like JSON. */
+export function formatValue(value: unknown): string {
+  if (value === undefined) {
+    return '—';
+  }
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? String(value) : text;
+  } catch {
+    return String(value);
+  }
+}

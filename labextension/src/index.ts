@@ -25,6 +25,7 @@ import { Signal } from '@lumino/signaling';
 
 import { NbflowApi } from './api';
 import { flowIcon, scaleIcon } from './icons';
+import type { ReplyPanel } from './mainview';
 import { RunDetail, StepJSON } from './model';
 // eslint-disable-next-line jupyter/prefer-lazy-imports -- isVisible needs it synchronously
 import { isStepCell } from './resources';
@@ -32,7 +33,7 @@ import { SettingsHolder } from './settings';
 // eslint-disable-next-line jupyter/prefer-lazy-imports -- activate() adds it at once
 import { NbflowSidebar } from './sidebar';
 // eslint-disable-next-line jupyter/prefer-lazy-imports -- activate() adds it at once
-import { SidebarModel } from './sidebarmodel';
+import { OpenRequest, SidebarModel } from './sidebarmodel';
 // eslint-disable-next-line jupyter/prefer-lazy-imports -- activate() adds it at once
 import { ClusterStatus } from './statusbar';
 
@@ -94,6 +95,56 @@ const plugin: JupyterFrontEndPlugin<void> = {
       sanitizer ?? new Sanitizer()
     );
     app.shell.add(sidebar, 'left', { rank: 650 });
+
+    // The diff of two runs and an artifact's lineage open as tabs of the main area (one per
+    // pair of runs, one per output: asking again shows the open tab, read again).
+    const openView = async (request: OpenRequest): Promise<void> => {
+      const { diffPanelId, lineagePanelId } = await import('./mainview');
+      const id =
+        request.kind === 'diff'
+          ? diffPanelId(request.notebook, request.a, request.b)
+          : lineagePanelId(request);
+      const open = findMain(id);
+      if (open) {
+        void open.reload();
+        app.shell.activateById(id);
+        return;
+      }
+      // Next to an open diff or lineage tab if there is one, else beside the notebook.
+      const sibling = [...app.shell.widgets('main')].find(w =>
+        w.hasClass('jp-nbflow-mainview')
+      );
+      app.shell.add(
+        await createView(request),
+        'main',
+        sibling
+          ? { ref: sibling.id, mode: 'tab-after' }
+          : { mode: 'split-right' }
+      );
+      app.shell.activateById(id);
+    };
+    const createView = async (
+      request: OpenRequest
+    ): Promise<ReplyPanel<unknown>> => {
+      const { DiffPanel, LineagePanel } = await import('./mainview');
+      if (request.kind === 'diff') {
+        return new DiffPanel(api, request.notebook, request.a, request.b);
+      }
+      return new LineagePanel(api, request);
+    };
+    const findMain = (id: string): ReplyPanel<unknown> | null => {
+      for (const w of app.shell.widgets('main')) {
+        if (w.id === id) {
+          return w as ReplyPanel<unknown>;
+        }
+      }
+      return null;
+    };
+    model.openRequested.connect((_, request) => {
+      openView(request).catch(e =>
+        showErrorMessage('nbflow', (e as Error).message)
+      );
+    });
 
     const revealStep = async (
       step: StepJSON,

@@ -39,6 +39,10 @@ export interface RunSummary {
   params: Record<string, unknown>;
   resumed_from: string | null;
   notebook_path: string | null;
+  /** The run's tags (absent from servers older than tags). */
+  tags?: string[];
+  /** A free-text note about the run, null without one. */
+  note?: string | null;
 }
 
 /** One row of the run history (`run_list_item`). */
@@ -241,4 +245,198 @@ export interface ExportRequest {
 /** The files the export wrote, relative to the server root. */
 export interface ExportReply {
   files: string[];
+}
+
+// -- tags, notes, run comparison, lineage --------------------------------------------------------
+
+/** A tag and how many runs carry it. */
+export interface TagCount {
+  name: string;
+  runs: number;
+}
+
+/** GET nbflow/api/tags */
+export interface TagsReply {
+  tags: TagCount[];
+}
+
+/** POST nbflow/api/runs/RUN/tags: tags to add and remove, and the new note (null: none). */
+export interface TagsRequest {
+  add?: string[];
+  remove?: string[];
+  note?: string | null;
+}
+
+/** The run's tags and note after a TagsRequest. */
+export interface TagsUpdateReply {
+  tags: string[];
+  note: string | null;
+}
+
+/** What changed between two runs: present in one only, or in both with other values. */
+export type ChangeStatus = 'changed' | 'added' | 'removed';
+
+/** A parameter of run A against run B (`undefined` never: absent sides are null). */
+export interface ParamDiffJSON {
+  name: string;
+  a: unknown;
+  b: unknown;
+  status: ChangeStatus;
+}
+
+/** A value in run A and in run B (null where absent). */
+export interface VersionPairJSON {
+  a: string | null;
+  b: string | null;
+}
+
+/** A distribution's version in run A and B (null: not installed there). */
+export interface PackageDiffJSON extends VersionPairJSON {
+  name: string;
+}
+
+/** A by-value input (or an imported module) as one side shipped it. */
+export interface InputSideJSON {
+  hash: string;
+  repr: string | null;
+  type: string | null;
+}
+
+export interface InputDiffJSON {
+  name: string;
+  kind: 'value' | 'module';
+  a: InputSideJSON | null;
+  b: InputSideJSON | null;
+}
+
+/** A data file read by a step, in A and in B. */
+export interface FileDiffJSON {
+  path: string;
+  a: { size: number; hash: string } | null;
+  b: { size: number; hash: string } | null;
+}
+
+/**
+ * How two values of an output differ, from the server's comparers: `text` is one line,
+ * `details` more lines; other fields depend on `kind` (e.g. a frame's shapes).
+ */
+export interface SummaryJSON {
+  kind: string;
+  same: boolean;
+  text: string;
+  details: string[];
+  [field: string]: unknown;
+}
+
+/** An output that differs between A and B. */
+export interface OutputDiffJSON {
+  name: string;
+  /** The foreach item's index, null for a step without --foreach. */
+  index: number | null;
+  a: ArtifactRefJSON | null;
+  b: ArtifactRefJSON | null;
+  same: boolean;
+  summary: SummaryJSON | null;
+  /** Why there is no summary, e.g. "too large to load (2.1 GiB)". */
+  note: string | null;
+}
+
+/** A step in A against B. */
+export interface StepDiffJSON {
+  name: string;
+  status: 'same' | ChangeStatus;
+  /** The cell's code in A and B; `diff` is their unified diff, "" when the same. */
+  code: { a: string | null; b: string | null; diff: string };
+  inputs: InputDiffJSON[];
+  packages: PackageDiffJSON[];
+  files: FileDiffJSON[];
+  /** Only the outputs that differ. */
+  outputs: OutputDiffJSON[];
+  /** The step's header options in A and B when they differ, else null. */
+  options?: { a: StepOptionsJSON | null; b: StepOptionsJSON | null } | null;
+  /** Tasks of the step in each run. */
+  tasks: { a: number; b: number };
+}
+
+/** GET nbflow/api/diff?a=RUN_A&b=RUN_B */
+export interface DiffReply {
+  a: RunSummary;
+  b: RunSummary;
+  params: ParamDiffJSON[];
+  environment: {
+    python: VersionPairJSON | null;
+    nbflow: VersionPairJSON | null;
+    packages: PackageDiffJSON[];
+  };
+  steps: StepDiffJSON[];
+  counts: { steps_changed: number; outputs_changed: number };
+}
+
+/** A value a task received by value (a parameter, or a plain cell's name). */
+export interface LineageValueJSON {
+  name: string;
+  hash: string;
+  size: number;
+  type: string | null;
+  /** A short repr of the value, null when none was recorded. */
+  repr: string | null;
+  /** Whether it is a name of the cell tagged `parameters`. */
+  parameter: boolean;
+}
+
+/** One task of an artifact's lineage. */
+export interface LineageTaskJSON {
+  id: number;
+  run: string;
+  step: string;
+  index: number | null;
+  item: string | null;
+  status: TaskStatus | string;
+  /** The run and task its outputs were taken from, when a cache hit. */
+  cached_from: { run: string | null; task: number } | null;
+  code: string;
+  options: StepOptionsJSON;
+  worker: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  environment: {
+    python: string | null;
+    /** Distribution -> version. */
+    packages: Record<string, string>;
+    /** Module -> hash of its source, for the notebook folder's own modules. */
+    sources: Record<string, string>;
+  };
+  values: LineageValueJSON[];
+  /** Modules it imported by name: the name it is bound to, and the module. */
+  modules: { name: string; module: string }[];
+  files: { path: string; size: number; hash: string }[];
+  /** Inputs that came from other steps, and the ids of the tasks that made them. */
+  inputs: {
+    name: string;
+    kind: 'artifact' | 'gather';
+    artifacts: ArtifactRefJSON[];
+    from: number[];
+  }[];
+  outputs: Record<string, ArtifactRefJSON>;
+}
+
+/** GET nbflow/api/runs/RUN/lineage?step=STEP&name=NAME[&index=N] */
+export interface LineageReply {
+  artifact: {
+    run: string;
+    step: string;
+    name: string;
+    index: number | null;
+    hash: string;
+    size: number;
+    type: string;
+  };
+  /** The id of the task that produced the artifact. */
+  root: number;
+  /** The parameters of the artifact's run. */
+  params: Record<string, unknown>;
+  /** The producing task first, then the upstream tasks. */
+  tasks: LineageTaskJSON[];
+  /** Every data file read along the way, and by which task. */
+  files: { path: string; size: number; hash: string; task: number }[];
 }

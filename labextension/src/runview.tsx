@@ -14,6 +14,7 @@ import {
 } from './format';
 import { RunDetail, StepJSON, TaskJSON } from './model';
 import { SidebarModel } from './sidebarmodel';
+import { RunTagsRows } from './tagsview';
 import { TaskView } from './taskview';
 
 export interface IRunViewProps {
@@ -85,6 +86,14 @@ export function RunView(props: IRunViewProps): JSX.Element {
               </td>
             </tr>
           ) : null}
+          <RunTagsRows
+            key={run.id}
+            tags={run.tags ?? []}
+            note={run.note ?? null}
+            busy={model.savingTags}
+            error={model.tagsError}
+            onUpdate={request => model.updateTags(request)}
+          />
           {run.cluster ? (
             <tr>
               <th>cluster</th>

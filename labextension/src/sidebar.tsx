@@ -17,6 +17,8 @@ import { flowIcon } from './icons';
 import { RunDetail, RunListItem, StepJSON } from './model';
 import { RunView } from './runview';
 import { SidebarModel } from './sidebarmodel';
+import { noteHeadline } from './tags';
+import { TagChips } from './tagsview';
 
 export interface ISidebarActions {
   runFlow: () => void;
@@ -134,6 +136,7 @@ function SidebarView(props: {
           {model.error ? (
             <div className="jp-nbflow-error">{model.error}</div>
           ) : null}
+          <HistoryBar model={model} />
           <RunList model={model} />
           {model.selectedRun ? (
             <div className="jp-nbflow-detail">
@@ -175,9 +178,11 @@ function RunList({ model }: { model: SidebarModel }): JSX.Element {
   if (model.runs.length === 0) {
     return (
       <div className="jp-nbflow-empty">
-        {model.store === null
-          ? 'No nbflow store next to this notebook yet: run a step cell or "Run flow".'
-          : `No runs of ${model.flow} yet.`}
+        {model.tagFilter !== null
+          ? `No runs tagged ${model.tagFilter}.`
+          : model.store === null
+            ? 'No nbflow store next to this notebook yet: run a step cell or "Run flow".'
+            : `No runs of ${model.flow} yet.`}
       </div>
     );
   }
@@ -188,6 +193,8 @@ function RunList({ model }: { model: SidebarModel }): JSX.Element {
           key={r.id}
           run={r}
           selected={r.id === model.selectedRun}
+          checked={model.isChecked(r.id)}
+          onCheck={() => model.toggleChecked(r)}
           onClick={() =>
             model.selectRun(r.id === model.selectedRun ? null : r.id)
           }
@@ -197,9 +204,57 @@ function RunList({ model }: { model: SidebarModel }): JSX.Element {
   );
 }
 
+/** Above the history: the tag filter, and comparing the two ticked runs. */
+function HistoryBar({ model }: { model: SidebarModel }): JSX.Element | null {
+  if (model.store === null && model.tagFilter === null) {
+    return null;
+  }
+  const n = model.checked.length;
+  const filter = model.tagFilter;
+  // A filter on a tag that no run carries any more stays selectable until it is changed.
+  const options =
+    filter !== null && !model.tags.some(t => t.name === filter)
+      ? [...model.tags, { name: filter, runs: 0 }]
+      : model.tags;
+  return (
+    <div className="jp-nbflow-historybar">
+      <label className="jp-nbflow-tagfilter">
+        <span className="jp-nbflow-muted">tag</span>
+        <select
+          className="jp-nbflow-select"
+          aria-label="Show only the runs with this tag"
+          value={filter ?? ''}
+          onChange={e => model.setTagFilter(e.currentTarget.value || null)}
+        >
+          <option value="">all runs</option>
+          {options.map(t => (
+            <option key={t.name} value={t.name}>
+              {t.name} ({t.runs})
+            </option>
+          ))}
+        </select>
+      </label>
+      <button
+        className="jp-mod-styled jp-nbflow-button jp-nbflow-compare"
+        disabled={!model.canCompare}
+        onClick={() => model.compare()}
+        title={
+          model.canCompare
+            ? 'Compare the two ticked runs: the older one against the newer one'
+            : 'Tick two runs to compare them'
+        }
+      >
+        Compare{n > 0 ? ` (${n})` : ''}
+      </button>
+    </div>
+  );
+}
+
 function RunRow(props: {
   run: RunListItem;
   selected: boolean;
+  checked: boolean;
+  onCheck: () => void;
   onClick: () => void;
 }): JSX.Element {
   const { run } = props;
@@ -210,12 +265,24 @@ function RunRow(props: {
   const all = Object.entries(run.counts)
     .map(([k, v]) => `${k.replace('_', ' ')}: ${v}`)
     .join(', ');
+  const note = noteHeadline(run.note);
   return (
     <li
       className={`jp-nbflow-runrow${props.selected ? ' jp-mod-selected' : ''}`}
       onClick={props.onClick}
-      title={`${run.id} (${run.kind})${all ? `\n${all}` : ''}`}
+      title={`${run.id} (${run.kind})${all ? `\n${all}` : ''}${
+        run.note ? `\n\n${run.note}` : ''
+      }`}
     >
+      <input
+        type="checkbox"
+        className="jp-nbflow-check"
+        checked={props.checked}
+        aria-label={`Tick run ${run.id} to compare it`}
+        title="Tick two runs, then Compare"
+        onClick={e => e.stopPropagation()}
+        onChange={props.onCheck}
+      />
       <span className={`jp-nbflow-badge jp-nbflow-state-${run.status}`}>
         {run.status}
       </span>
@@ -238,6 +305,16 @@ function RunRow(props: {
         </span>
       ) : run.kind === 'resume' ? (
         <span className="jp-nbflow-muted">resume</span>
+      ) : null}
+      {(run.tags?.length ?? 0) > 0 || note ? (
+        <span className="jp-nbflow-runmeta">
+          <TagChips tags={run.tags} />
+          {note ? (
+            <span className="jp-nbflow-runnote" title={run.note ?? ''}>
+              {note}
+            </span>
+          ) : null}
+        </span>
       ) : null}
     </li>
   );

@@ -11,11 +11,14 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { NbflowApi } from './api';
 import { nextInterval, refreshDelay } from './backoff';
 import { latestTasks } from './dag';
+import { orderRuns } from './diffmodel';
 import {
   ArtifactReply,
   RunDetail,
   RunListItem,
   StartRunReply,
+  TagCount,
+  TagsRequest,
   TaskJSON
 } from './model';
 import { SettingsHolder } from './settings';
@@ -44,6 +47,18 @@ export interface ArtifactState {
   loading: boolean;
   error: string | null;
 }
+
+/** A view the sidebar asks to open in the main area (index.ts opens it). */
+export type OpenRequest =
+  | { kind: 'diff'; notebook: string; a: string; b: string }
+  | {
+      kind: 'lineage';
+      notebook: string;
+      run: string;
+      step: string;
+      name: string;
+      index: number | null;
+    };
 
 export class SidebarModel implements IDisposable {
   constructor(
@@ -89,6 +104,27 @@ export class SidebarModel implements IDisposable {
   expandedTask: number | null = null;
   /** A "Run flow" request is under way. */
   starting = false;
+  /** Tags of the notebook's store, with their run counts (empty when the server has none). */
+  tags: TagCount[] = [];
+  /** The history shows only runs with this tag (null: all runs). */
+  tagFilter: string | null = null;
+  /** Why the last change of the selected run's tags or note failed. */
+  tagsError: string | null = null;
+  /** A change of the selected run's tags or note is under way. */
+  savingTags = false;
+
+  /** Runs ticked for comparison, in the order they were ticked. */
+  get checked(): string[] {
+    return [...this._checked.keys()];
+  }
+  /** Whether exactly two runs are ticked. */
+  get canCompare(): boolean {
+    return this._checked.size === 2;
+  }
+  /** The sidebar asks for a diff or lineage view. */
+  get openRequested(): ISignal<this, OpenRequest> {
+    return this._openRequested;
+  }
   /** Seconds until the next poll, as last scheduled. */
   get interval(): number {
     return this._interval;
@@ -143,10 +179,106 @@ export class SidebarModel implements IDisposable {
     this.store = null;
     this.loaded = false;
     this.error = null;
+    this.tags = [];
+    this.tagFilter = null;
+    this._checked.clear();
     this._runsKey = '';
     this._clearRun();
     this._changed.emit();
     this.refresh(false);
+  }
+
+  /** Show only the runs tagged `tag` (null: all). */
+  setTagFilter(tag: string | null): void {
+    const value = tag || null;
+    if (value === this.tagFilter) {
+      return;
+    }
+    this.tagFilter = value;
+    this.loaded = false;
+    this._runsKey = '';
+    this._changed.emit();
+    this.refresh(false);
+  }
+
+  /** Tick or untick a run for comparison. */
+  toggleChecked(run: RunListItem): void {
+    if (this._checked.has(run.id)) {
+      this._checked.delete(run.id);
+    } else {
+      this._checked.set(run.id, run);
+    }
+    this._changed.emit();
+  }
+
+  isChecked(id: string): boolean {
+    return this._checked.has(id);
+  }
+
+  /** Open the diff of the two ticked runs: the older as A, the newer as B. */
+  compare(): void {
+    const notebook = this._notebook;
+    if (!notebook || this._checked.size !== 2) {
+      return;
+    }
+    const [x, y] = [...this._checked.values()];
+    const [a, b] = orderRuns(x, y);
+    this._openRequested.emit({ kind: 'diff', notebook, a: a.id, b: b.id });
+  }
+
+  /** Open the lineage of a task's output, in the selected run. */
+  openLineage(task: TaskJSON, name: string): void {
+    const notebook = this._notebook;
+    const run = this.selectedRun;
+    if (!notebook || !run) {
+      return;
+    }
+    this._openRequested.emit({
+      kind: 'lineage',
+      notebook,
+      run,
+      step: task.step,
+      name,
+      index: task.index
+    });
+  }
+
+  /**
+   * Change the selected run's tags or note; true when the server took it. A refusal (a bad
+   * tag) is kept in `tagsError`.
+   */
+  async updateTags(request: TagsRequest): Promise<boolean> {
+    const notebook = this._notebook;
+    const id = this.selectedRun;
+    if (!notebook || !id) {
+      return false;
+    }
+    this.savingTags = true;
+    this.tagsError = null;
+    this._changed.emit();
+    try {
+      const reply = await this._api.updateTags(notebook, id, request);
+      if (this.run && this.run.id === id) {
+        this.run = { ...this.run, tags: reply.tags, note: reply.note };
+      }
+      this.runs = this.runs.map(r =>
+        r.id === id ? { ...r, tags: reply.tags, note: reply.note } : r
+      );
+      const checked = this._checked.get(id);
+      if (checked) {
+        this._checked.set(id, { ...checked, ...reply });
+      }
+      this.refresh(false);
+      return true;
+    } catch (e) {
+      if (id === this.selectedRun) {
+        this.tagsError = message(e);
+      }
+      return false;
+    } finally {
+      this.savingTags = false;
+      this._changed.emit();
+    }
   }
 
   /** Show a run (null: back to the list). */
@@ -334,12 +466,23 @@ export class SidebarModel implements IDisposable {
     this._lastPoll = Date.now();
     let changed = false;
     try {
-      const reply = await this._api.runs(notebook, {
-        flow: flowName(notebook),
-        limit: RUNS_PAGE
-      });
-      if (notebook !== this._notebook) {
+      const tag = this.tagFilter;
+      const [reply, tags] = await Promise.all([
+        this._api.runs(notebook, {
+          flow: flowName(notebook),
+          tag: tag ?? undefined,
+          limit: RUNS_PAGE
+        }),
+        // A server without tags answers 404: the history works without them.
+        this._api.tags(notebook).catch(() => null)
+      ]);
+      if (notebook !== this._notebook || tag !== this.tagFilter) {
         return;
+      }
+      const tagList = tags?.tags ?? [];
+      if (JSON.stringify(tagList) !== JSON.stringify(this.tags)) {
+        this.tags = tagList;
+        this._changed.emit();
       }
       const key = JSON.stringify(reply);
       if (key !== this._runsKey || !this.loaded || this.error) {
@@ -442,6 +585,7 @@ export class SidebarModel implements IDisposable {
     this._runKey = '';
     this.selectedStep = null;
     this.expandedTask = null;
+    this.tagsError = null;
     this._logs.clear();
   }
 
@@ -458,6 +602,8 @@ export class SidebarModel implements IDisposable {
   private _runKey = '';
   private _logs = new Map<string, LogState>();
   private _artifacts = new Map<string, ArtifactState>();
+  private _checked = new Map<string, RunListItem>();
+  private _openRequested = new Signal<this, OpenRequest>(this);
   private _poll: Poll;
   private _changed = new Signal<this, void>(this);
   private _isDisposed = false;

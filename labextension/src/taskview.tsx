@@ -71,6 +71,7 @@ export function TaskView({
         outputs={task.output_details}
         state={hash => model.artifact(hash)}
         onPreview={hash => void model.loadArtifact(hash)}
+        onLineage={name => model.openLineage(task, name)}
         sanitizer={sanitizer}
       />
       {task.files.length > 0 ? (

@@ -248,7 +248,133 @@ test.describe('a flow in the sidebar', () => {
       'total is 3'
     );
   });
+
+  test('tags, the tag filter, comparing two runs, and an artifact\'s lineage', async ({
+    page,
+    tmpPath
+  }) => {
+    // Two runs made on the command line, the second with another `n`: the same notebook, a
+    // changed parameter, so `make` and `total` differ.
+    const folder = `${tmpPath}/${Date.now().toString(36)}`;
+    await page.contents.createDirectory(folder);
+    const path = `${folder}/${NOTEBOOK}`;
+    await page.contents.uploadContent(exampleNotebook(), 'text', path);
+    const cwd = `${await serverRoot(page)}/${folder}`;
+    for (const args of [[], ['-p', 'n=4']]) {
+      const made = spawnSync('nbflow', ['run', NOTEBOOK, ...args], {
+        cwd,
+        encoding: 'utf-8',
+        timeout: 180_000
+      });
+      expect(made.status, `${made.stdout}\n${made.stderr}`).toBe(0);
+    }
+
+    await page.notebook.openByPath(path);
+    await page.notebook.activate(NOTEBOOK);
+    await runFromPalette(page, 'nbflow: Show run history');
+    const sidebar = page.locator(`#${SIDEBAR_ID}`);
+    await expect(sidebar).toBeVisible();
+    await page.sidebar.setWidth(360, 'left');
+    const rows = sidebar.locator('li.jp-nbflow-runrow');
+    await expect(rows).toHaveCount(2);
+    const newer = rows.nth(0); // newest first: the run with n=4
+    const older = rows.nth(1);
+
+    // -- Tag the newer run, with a note ------------------------------------------------------
+    await newer.click();
+    const detail = sidebar.locator('.jp-nbflow-detail');
+    await expect(fieldOf(detail, 'params')).toContainText('n=4');
+    // A bad tag is pointed out before anything is sent.
+    const newTag = detail.getByLabel('New tag');
+    await newTag.fill('bad\u0007tag');
+    await expect(detail.locator('.jp-nbflow-error')).toContainText('control characters');
+    await newTag.fill('best');
+    await newTag.press('Enter');
+    await expect(fieldOf(detail, 'tags').locator('.jp-nbflow-tag')).toHaveText(['best×']);
+    await expect(newTag).toHaveValue('');
+    await detail.getByRole('button', { name: 'Edit the note' }).click();
+    await detail.getByLabel('Note').fill('n=4: one more item');
+    await detail.getByRole('button', { name: 'save', exact: true }).click();
+    await expect(fieldOf(detail, 'note')).toContainText('n=4: one more item');
+    await expect(newer.locator('.jp-nbflow-tag')).toHaveText('best');
+    await expect(newer.locator('.jp-nbflow-runnote')).toHaveText('n=4: one more item');
+
+    // A tag added and removed with its chip's ×.
+    await newTag.fill('temporary');
+    await newTag.press('Enter');
+    await expect(fieldOf(detail, 'tags').locator('.jp-nbflow-tag')).toHaveCount(2);
+    await detail.getByRole('button', { name: 'Remove the tag temporary' }).click();
+    await expect(fieldOf(detail, 'tags').locator('.jp-nbflow-tag')).toHaveCount(1);
+
+    // -- Filter the history by the tag: only the tagged run remains --------------------------
+    const filter = sidebar.getByLabel('Show only the runs with this tag');
+    await expect(filter.locator('option[value="best"]')).toHaveCount(1);
+    await expect(filter.locator('option[value="temporary"]')).toHaveCount(0);
+    await filter.selectOption('best');
+    await expect(rows).toHaveCount(1);
+    await expect(rows.first().locator('.jp-nbflow-tag')).toHaveText('best');
+    await filter.selectOption('');
+    await expect(rows).toHaveCount(2);
+
+    // -- Tick both runs and compare: the older is A --------------------------------------------
+    const compare = sidebar.getByRole('button', { name: /^Compare/ });
+    await expect(compare).toBeDisabled();
+    await newer.getByRole('checkbox').check();
+    await expect(compare).toBeDisabled();
+    await older.getByRole('checkbox').check();
+    await expect(compare).toBeEnabled();
+    await compare.click();
+    const diff = page.locator('.jp-nbflow-diffpanel');
+    await expect(diff).toBeVisible();
+    await expect(diff.locator('.jp-nbflow-diff-headline')).toContainText('1 parameter changed');
+    const nRow = diff.locator('.jp-nbflow-diff-params tr', { hasText: /^n/ });
+    await expect(nRow.locator('td')).toHaveText(['n', '3', '4']);
+    // B is the tagged run.
+    await expect(diff.locator('.jp-nbflow-diff-runs tr').nth(1)).toContainText('best');
+    const total = diff.locator('.jp-nbflow-diffstep[data-step="total"]');
+    await expect(total).toBeVisible();
+    await expect(total.locator('.jp-nbflow-summary')).toContainText('3 → 6');
+    const make = diff.locator('.jp-nbflow-diffstep[data-step="make"]');
+    await expect(make.locator('.jp-nbflow-diff-inputs')).toContainText('n');
+    await expect(make.locator('.jp-nbflow-summary')).toContainText('3 → 4');
+
+    // -- The lineage of `total` in the newer run, from its output row ----------------------------
+    // The newer run is still the one shown (ticking runs does not change it).
+    await expect(fieldOf(detail, 'params')).toContainText('n=4');
+    await detail.locator('li.jp-nbflow-step', { hasText: 'total' }).click();
+    const output = detail.locator('.jp-nbflow-outputs tr', { hasText: /^total/ });
+    await output.getByRole('button', { name: 'Lineage' }).click();
+    const lineage = page.locator('.jp-nbflow-lineagepanel');
+    await expect(lineage).toBeVisible();
+    await expect(fieldOf(lineage, 'n')).toHaveText('4');
+    const tasks = lineage.locator('.jp-nbflow-lineage-task');
+    await expect(tasks).toHaveCount(2);
+    // The producing task, its code shown.
+    await expect(tasks.nth(0).locator('.jp-nbflow-lineage-label')).toHaveText('total');
+    await expect(tasks.nth(0).locator('.jp-nbflow-lineage-code')).toBeVisible();
+    await expect(tasks.nth(0).locator('.jp-nbflow-lineage-code')).toContainText(
+      'total = sum(items)'
+    );
+    // Its input came from `make`: the link scrolls there; `make` read the parameter n.
+    await tasks.nth(0).getByRole('button', { name: 'make' }).click();
+    const upstream = tasks.nth(1);
+    await expect(upstream).toHaveClass(/jp-mod-selected/);
+    await expect(upstream.locator('.jp-nbflow-lineage-label')).toHaveText('make');
+    await expect(fieldOf(upstream, 'n parameter').first()).toHaveText('4');
+    await upstream.locator('summary', { hasText: 'code' }).click();
+    await expect(upstream.locator('.jp-nbflow-lineage-code')).toContainText(
+      'items = list(range(n))'
+    );
+  });
 });
+
+/** The absolute path of the server's root folder (where `tmpPath` is), from the page config. */
+async function serverRoot(page: Page): Promise<string> {
+  const root = await page.evaluate(
+    () => JSON.parse(document.getElementById('jupyter-config-data')!.textContent!).serverRoot
+  );
+  return String(root).replace(/^~(?=\/|$)/, process.env.HOME ?? '~');
+}
 
 /** Parts of the sidebar that change from run to run: masked in its screenshots. */
 function volatile(sidebar: Locator): Locator[] {

@@ -104,6 +104,50 @@ describe('NbflowApi', () => {
     ]);
   });
 
+  it('builds the URLs of tags, diff and lineage', async () => {
+    const nb = 'dir/quickstart.ipynb';
+    await api.runs(nb, { flow: 'quickstart', tag: 'best run', limit: 50 });
+    await api.tags(nb);
+    await api.diff(nb, '20261127-024712-3c7bf9', '20261127-030000-aaaaaa');
+    await api.lineage(nb, '20261127-024712-3c7bf9', {
+      step: 'logreg',
+      name: 'model',
+      index: 0
+    });
+    await api.lineage(nb, '20261127-024712-3c7bf9', {
+      step: 'load',
+      name: 'X',
+      index: null
+    });
+    expect(calls.map(c => c.url.slice(BASE.length))).toEqual([
+      'nbflow/api/runs?notebook=dir%2Fquickstart.ipynb&flow=quickstart&tag=best%20run&limit=50',
+      'nbflow/api/tags?notebook=dir%2Fquickstart.ipynb',
+      'nbflow/api/diff?notebook=dir%2Fquickstart.ipynb&a=20261127-024712-3c7bf9&b=20261127-030000-aaaaaa',
+      'nbflow/api/runs/20261127-024712-3c7bf9/lineage?notebook=dir%2Fquickstart.ipynb&step=logreg&name=model&index=0',
+      'nbflow/api/runs/20261127-024712-3c7bf9/lineage?notebook=dir%2Fquickstart.ipynb&step=load&name=X'
+    ]);
+    expect(calls.every(c => c.init.method === 'GET')).toBe(true);
+  });
+
+  it("posts a run's tags and note", async () => {
+    next = reply(200, { tags: ['baseline'], note: 'first try' });
+    const out = await api.updateTags('a.ipynb', '20261127-024712-3c7bf9', {
+      add: ['baseline'],
+      remove: ['old'],
+      note: 'first try'
+    });
+    expect(out).toEqual({ tags: ['baseline'], note: 'first try' });
+    expect(calls[0].url).toBe(
+      `${BASE}nbflow/api/runs/20261127-024712-3c7bf9/tags?notebook=a.ipynb`
+    );
+    expect(calls[0].init.method).toBe('POST');
+    expect(JSON.parse(calls[0].init.body as string)).toEqual({
+      add: ['baseline'],
+      remove: ['old'],
+      note: 'first try'
+    });
+  });
+
   it('asks for the whole log with tail=0', async () => {
     await api.logs('a.ipynb', '20261127-024712-3c7bf9', 1, { tail: 0 });
     expect(calls[0].url).toMatch(/[?&]tail=0$/);
