@@ -281,3 +281,39 @@ def test_killed_driver_shows_interrupted_and_resume_finishes(tmp_path: Path,
     final = as_json(nbflow("show", latest["id"], "--json", *store, cwd=tmp_path, env=env))
     assert {t["step"]: t["status"] for t in final["tasks"]} == {"first": "cached",
                                                                "wait": "succeeded"}
+
+
+def test_tags_and_notes_from_the_command_line(tmp_path: Path, scheduler: str) -> None:
+    write_notebook(tmp_path / "flow.ipynb", [("n = 1", ["parameters"]), "%%step s\ny = n + 1"])
+    for n in (1, 2):
+        assert nbflow("run", "flow.ipynb", "-q", "-p", f"n={n}", "--cluster", scheduler,
+                      cwd=tmp_path).returncode == 0
+    new, old = (r["id"] for r in as_json(nbflow("runs", "--json", cwd=tmp_path)))
+    tagged = nbflow("tag", old, "baseline", "paper-v1", cwd=tmp_path)
+    assert tagged.returncode == 0 and tagged.stdout == f"run {old}: baseline paper-v1\n"
+    assert nbflow("tag", new, "paper-v1", cwd=tmp_path).returncode == 0
+    ids = [r["id"] for r in as_json(nbflow("runs", "--tag", "paper-v1", "--json", cwd=tmp_path))]
+    assert ids == [new, old]
+    only = as_json(nbflow("runs", "--tag", "baseline", "--json", cwd=tmp_path))
+    assert [r["id"] for r in only] == [old] and only[0]["tags"] == ["baseline", "paper-v1"]
+    assert "baseline paper-v1" in nbflow("runs", cwd=tmp_path).stdout
+    assert nbflow("tag", old, "--untag", "baseline", cwd=tmp_path).stdout == (
+        f"run {old}: paper-v1\n")
+    assert as_json(nbflow("runs", "--tag", "baseline", "--json", cwd=tmp_path)) == []
+
+    assert nbflow("note", old, "the run before the fix", cwd=tmp_path).returncode == 0
+    assert nbflow("note", old, cwd=tmp_path).stdout == "the run before the fix\n"
+    assert "note       the run before the fix" in nbflow("show", old, cwd=tmp_path).stdout
+    assert as_json(nbflow("show", old, "--json", cwd=tmp_path))["note"] == "the run before the fix"
+    assert nbflow("note", old, "", cwd=tmp_path).stdout == ""  # cleared
+    assert as_json(nbflow("show", old, "--json", cwd=tmp_path))["note"] is None
+
+    for args, message in ((["tag", old, "two words"], "cannot contain whitespace"),
+                          (["tag", old, "x" * 101], "at most 100"),
+                          (["tag", old], "give tags to add"),
+                          (["tag", "20990101-000000-abcdef", "x"], "no run"),
+                          (["note", "20990101-000000-abcdef", "x"], "no run")):
+        bad = nbflow(*args, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+        assert "Traceback" not in bad.stderr
+    assert as_json(nbflow("show", old, "--json", cwd=tmp_path))["tags"] == ["paper-v1"]

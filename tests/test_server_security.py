@@ -218,6 +218,7 @@ async def _status(jp_fetch: Any, path: str, params: dict[str, str] | None = None
 async def test_hostile_ids_in_every_position_are_400_or_404(jp_fetch, hostile) -> None:
     run, task, key = hostile["run"], str(hostile["task"]), next(iter(hostile["outputs"].values()))
     templates = ["nbflow/api/runs/{}", "nbflow/api/runs/{}/tasks/" + task + "/logs",
+                 "nbflow/api/runs/{}/lineage", f"nbflow/api/runs/{run}/lineage{{}}",
                  f"nbflow/api/runs/{run}/tasks/{{}}/logs", "nbflow/api/artifacts/{}",
                  f"nbflow/api/artifacts/{key}{{}}", f"nbflow/api/runs/{run}{{}}"]
     for template in templates:
@@ -242,7 +243,7 @@ async def test_hostile_query_parameters_are_400_or_harmless(jp_fetch, hostile) -
             # is a plain file-name character on POSIX: both stay inside the root)
             if "../" in attack or attack.startswith("/"):
                 assert code in (400, 404), (endpoint, attack[:40], code)
-    for param in ("flow", "status"):
+    for param in ("flow", "status", "tag"):
         for attack in [*NOTEBOOK_ATTACKS, *XSS, "' OR 1=1 --"]:
             code = await _status(jp_fetch, "nbflow/api/runs",
                                  {"notebook": "project/flow.ipynb", param: attack})
@@ -262,6 +263,29 @@ async def test_hostile_query_parameters_are_400_or_harmless(jp_fetch, hostile) -
 
 async def test_hostile_bodies_of_post_endpoints_are_400_or_404(jp_fetch, hostile,
                                                                jp_root_dir) -> None:
+    code = await _status(jp_fetch, f"nbflow/api/runs/{hostile['run']}/lineage",
+                         {"notebook": "project/flow.ipynb", "step": "talk", "name": "text"})
+    assert code == 200  # the endpoint works, so the refusals below are about the input
+    for attack in ATTACKS:
+        for params in ({"step": attack, "name": "text"}, {"step": "talk", "name": attack},
+                       {"a": attack, "b": hostile["run"]}):
+            path = "nbflow/api/diff" if "a" in params else (
+                f"nbflow/api/runs/{hostile['run']}/lineage")
+            code = await _status(jp_fetch, path, {"notebook": "project/flow.ipynb", **params})
+            assert code in (400, 404), (path, params, code)
+    for attack in [*ATTACKS, "\x00", "a b", "<script>"]:
+        try:
+            response = await jp_fetch("nbflow", "api", "runs", hostile["run"], "tags",
+                                      method="POST", body=json.dumps({"add": [attack]}),
+                                      params={"notebook": "project/flow.ipynb"},
+                                      raise_error=False)
+            code = response.code
+        except HTTPClientError as exc:
+            code = exc.code
+        if code == 200:  # a plain string is a fine tag (a label, never a path): JSON text back
+            assert attack in json.loads(response.body)["tags"]
+            continue
+        assert code == 400, (attack[:40], code)
     for endpoint in ("runs", "export"):
         attacks = [a for a in NOTEBOOK_ATTACKS if "\\" not in a]  # `..\x` is a name on POSIX
         for attack in [*attacks, str(jp_root_dir.parent / "secret.txt")]:
