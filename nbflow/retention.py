@@ -88,12 +88,16 @@ class Report:
     objects_in_use: int = 0  # unreferenced but too new to collect (a run in progress)
     logs: int = 0
     log_bytes: int = 0
+    leftovers: int = 0  # temporary files of writers (or gc runs) killed half-way
+    leftover_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "runs": self.runs, "kept": self.kept,
                 "tasks": self.tasks, "objects": self.objects, "object_bytes": self.object_bytes,
                 "objects_in_use": self.objects_in_use, "logs": self.logs,
-                "log_bytes": self.log_bytes, "freed_bytes": self.object_bytes + self.log_bytes}
+                "log_bytes": self.log_bytes, "leftovers": self.leftovers,
+                "leftover_bytes": self.leftover_bytes,
+                "freed_bytes": self.object_bytes + self.log_bytes + self.leftover_bytes}
 
     def render(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -103,6 +107,9 @@ class Report:
             f"  artifacts: {verb} {self.objects} ({dask.utils.format_bytes(self.object_bytes)})",
             f"  logs: {verb} {self.logs} file(s) ({dask.utils.format_bytes(self.log_bytes)})",
         ]
+        if self.leftovers:
+            lines.append(f"  temporary files left by killed writers: {verb} {self.leftovers} "
+                         f"({dask.utils.format_bytes(self.leftover_bytes)})")
         if self.objects_in_use:
             lines.append(f"  {self.objects_in_use} unreferenced artifact(s) kept: written or "
                          "used since the cutoff (a run in progress, or within nbflow.gc.grace)")
@@ -219,6 +226,12 @@ def collect(store: Store, policy: Policy, *, dry_run: bool = True) -> Report:
             report.object_bytes += size
         else:
             report.objects_in_use += 1
+    for path, size, mtime in list(store.artifacts.iter_files("tmp")):
+        if mtime < cutoff:  # no writer touched it since: its process is gone
+            if not dry_run:
+                store.artifacts.remove(path)
+            report.leftovers += 1
+            report.leftover_bytes += size
     for run_id in delete:
         for path, size, _ in list(store.artifacts.iter_files(f"logs/{run_id}")):
             if path in logs:

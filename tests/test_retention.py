@@ -97,6 +97,7 @@ def test_rules_choose_runs_and_gc_keeps_what_kept_runs_reach(tmp_path: Path, db_
 
     report = collect(store, Policy(keep_last=2, keep_tagged=True), dry_run=False)
     assert report.to_json() == {**dry.to_json(), "dry_run": False}
+    assert report.leftovers == 0
     assert [r.id for r in list_runs(store=store)] == [r5, r4, r2]
     for gone in (r1, r3):
         assert store.meta.run(gone) is None
@@ -149,15 +150,23 @@ def test_a_running_run_and_recent_objects_are_never_collected(tmp_path: Path, st
     store.meta.update_run(second, status="running", finished_at=None,
                           started_at=dt.datetime.now(dt.UTC), heartbeat_at=dt.datetime.now(dt.UTC))
     orphan = store.artifacts.put(["written by a task, not recorded yet"])
+    # A writer killed half-way left a temporary file; one of the running run is being written.
+    tmp = Path(store.artifacts.root) / "tmp"
+    (tmp / "abandoned").write_bytes(b"x" * 1000)
+    os.utime(tmp / "abandoned", (time.time() - 60, time.time() - 60))
+    (tmp / "being-written").write_bytes(b"y")
     with dask.config.set({"nbflow.gc.grace": "0s"}):
         report = collect(store, Policy(keep_last=0), dry_run=False)
         assert report.runs == [] and report.kept["running"] == 1
         assert store.artifacts.exists(orphan.hash)
+        assert (report.leftovers, report.leftover_bytes) == (1, 1000)
+        assert sorted(p.name for p in tmp.iterdir()) == ["being-written"]
         # Its driver died before recording it: once no run is in progress, it is collected.
         store.meta.update_run(second, status="succeeded")
         aged(store.artifacts, orphan.hash, 60)
         report = collect(store, Policy(keep_last=1), dry_run=False)
         assert report.objects >= 1 and not store.artifacts.exists(orphan.hash)
+        assert report.leftovers == 1 and not list(tmp.iterdir())
     assert loads_everything(store, [second]) == 5
 
 

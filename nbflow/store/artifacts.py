@@ -264,25 +264,28 @@ class ArtifactStore:
         read there: a writer or a cache hit that touched it just before is seen and the object
         put back; one just after finds it gone and writes it again (or runs the step)."""
         path = self.path(key)
-        if self.local:
-            aside = f"{self.root}/tmp/gc-{uuid.uuid4().hex}"
-            os.makedirs(os.path.dirname(aside), exist_ok=True)
+        try:
+            if self.local:
+                aside = f"{self.root}/tmp/gc-{uuid.uuid4().hex}"
+                os.makedirs(os.path.dirname(aside), exist_ok=True)
+                try:
+                    os.rename(path, aside)
+                except FileNotFoundError:
+                    return False
+                if os.stat(aside).st_mtime >= cutoff:
+                    os.replace(aside, path)
+                    return False
+                os.unlink(aside)
+                return True
             try:
-                os.rename(path, aside)
+                if _mtime(self.fs.info(path)) >= cutoff:
+                    return False
+                self.fs.rm_file(path)
             except FileNotFoundError:
                 return False
-            if os.stat(aside).st_mtime >= cutoff:
-                os.replace(aside, path)
-                return False
-            os.unlink(aside)
             return True
-        try:
-            if _mtime(self.fs.info(path)) >= cutoff:
-                return False
-            self.fs.rm_file(path)
-        except FileNotFoundError:
-            return False
-        return True
+        except OSError as exc:
+            raise ArtifactError(write_error(self.url, exc)) from exc
 
     def iter_files(self, prefix: str) -> Iterable[tuple[str, int, float]]:
         """Files under ``prefix`` (a folder inside the store, e.g. ``logs/RUN``) as (path
@@ -298,12 +301,16 @@ class ArtifactStore:
             yield path[len(self.root) + 1:], int(info.get("size") or 0), _mtime(info)
 
     def remove(self, relpath: str) -> None:
-        """Delete a file inside the store (a log); a missing one is fine. A local folder left
-        empty by it goes too."""
+        """Delete a file inside the store (a log); a missing one is fine. A local log folder
+        left empty by it goes too (``tmp/`` stays: writers expect it)."""
         path = f"{self.root}/{relpath}"
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.fs.rm_file(path)
-        if self.local:
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ArtifactError(write_error(self.url, exc)) from exc
+        if self.local and relpath.startswith("logs/"):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(path))
 
