@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import alembic.command
 import pytest
 import sqlalchemy as sa
 import test_store
@@ -23,7 +24,6 @@ from nbflow.client import Flow, Run
 from nbflow.model import ArtifactRef, RunStatus, TaskStatus
 from nbflow.runner import run_notebook
 from nbflow.store import MetadataDB, MetadataError, Store, open_store
-from nbflow.store import metadata as metadata_module
 
 TABLES = {"alembic_version", "runs", "steps", "tasks", "attempts", "outputs", "tags", "codes"}
 
@@ -101,7 +101,7 @@ def test_reopen_keeps_data_and_skips_migrations(tmp_path: Path, postgres_db_url:
     def no_upgrade(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("migrations must not run on an up-to-date database")
 
-    monkeypatch.setattr(metadata_module.command, "upgrade", no_upgrade)
+    monkeypatch.setattr(alembic.command, "upgrade", no_upgrade)
     for _ in range(2):
         again = open_store(str(tmp_path / "artifacts"), db=postgres_db_url)
         try:
@@ -177,14 +177,14 @@ def _open_then_write(db_url: str, tag: str, barrier: Any, report: str) -> None:
     write runs with steps, tasks, attempts and outputs, again at the same time as the other.
     Each migration attempt is noted in ``report + ".upgrades"``."""
     try:
-        upgrade = metadata_module.command.upgrade
+        upgrade = alembic.command.upgrade
 
         def noted_upgrade(*args: Any, **kwargs: Any) -> None:
             with open(report + ".upgrades", "a") as notes:
                 notes.write("attempt\n")
             upgrade(*args, **kwargs)
 
-        metadata_module.command.upgrade = noted_upgrade
+        alembic.command.upgrade = noted_upgrade
         barrier.wait(timeout=120)
         meta = MetadataDB(db_url)
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import alembic.command
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -680,7 +681,7 @@ def test_reopen_keeps_data_and_skips_migrations(tmp_path: Path,
     def no_upgrade(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("migrations must not run on an up-to-date database")
 
-    monkeypatch.setattr(metadata_module.command, "upgrade", no_upgrade)
+    monkeypatch.setattr(alembic.command, "upgrade", no_upgrade)
     for _ in range(2):
         again = open_store(str(tmp_path / "store"))
         try:
@@ -837,3 +838,17 @@ def test_the_migrations_make_exactly_the_tables_of_schema_py(tmp_path: Path) -> 
             assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
     finally:
         db.close()
+
+
+def test_head_is_the_newest_migration_and_a_current_database_opens_without_alembic(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    assert head_revision() == metadata_module.HEAD
+    url = f"sqlite:///{tmp_path / 'nbflow.db'}"
+    MetadataDB(url).close()  # made and migrated
+    check = ("import sys; from nbflow.store.metadata import MetadataDB; "
+             f"MetadataDB({url!r}).close(); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

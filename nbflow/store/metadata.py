@@ -15,18 +15,21 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from nbflow.model import ArtifactRef, RunStatus, TaskStatus
 from nbflow.store import schema as t
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 Row = dict[str, Any]
+
+# The newest migration in migrations/versions (a test checks it). A database already there opens
+# without importing Alembic, which only runs when a database is new or older than this.
+HEAD = "0004"
 
 
 def now() -> dt.datetime:
@@ -80,6 +83,8 @@ class MetadataError(Exception):
 
 
 def _alembic_config(conn: sa.Connection | None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", "nbflow.store:migrations")
     cfg.attributes["connection"] = conn
@@ -193,7 +198,21 @@ class MetadataDB:
                 "installed, and that the database is reachable and writable."
             ) from exc
 
+    def _revision(self) -> str | None:
+        """The database's schema revision, None for a new database (no ``alembic_version``)."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        return None if found is None else str(found)
+
     def _migrate(self) -> None:
+        if self._revision() == HEAD:
+            return
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(_alembic_config(None))
         head = script.get_current_head()
         with self.engine.connect() as conn:
