@@ -97,6 +97,14 @@ async def test_diff_and_lineage_are_the_models_of_the_cli(jp_fetch, two) -> None
     code, body = await call(jp_fetch, "runs", two["b"], "lineage", step="total", name="total")
     assert code == 200 and body == json.loads(json.dumps(two["lineage"]))
     assert [t["step"] for t in body["tasks"]] == ["total", "make"]
+    # One execution of the step by its task id (a kernel's run may have several): the same here.
+    root, make = body["root"], body["tasks"][1]["id"]
+    code, by_task = await call(jp_fetch, "runs", two["b"], "lineage", step="total", name="total",
+                               task=str(root))
+    assert code == 200 and by_task == body
+    code, _ = await call(jp_fetch, "runs", two["b"], "lineage", step="total", name="total",
+                         task=str(make))  # a task of another step
+    assert code == 404
 
 
 @pytest.mark.parametrize("params", [
@@ -118,5 +126,7 @@ async def test_unknown_runs_steps_and_outputs_are_404(jp_fetch, two) -> None:
         0] == 404
     for bad in ({"step": "../x", "name": "total"}, {"step": "total", "name": "a b"},
                 {"step": "total", "name": "total", "index": "-1"},
-                {"step": "total", "name": "x" * 300}, {"step": "", "name": ""}):
+                {"step": "total", "name": "x" * 300}, {"step": "", "name": ""},
+                {"step": "total", "name": "total", "task": "0"},
+                {"step": "total", "name": "total", "task": "1; DROP TABLE runs"}):
         assert (await call(jp_fetch, "runs", two["a"], "lineage", **bad))[0] == 400, bad

@@ -137,13 +137,19 @@ export class NbflowApi {
   lineage(
     notebook: string,
     runId: string,
-    artifact: { step: string; name: string; index?: number | null }
+    artifact: {
+      step: string;
+      name: string;
+      index?: number | null;
+      task?: number | null;
+    }
   ): Promise<LineageReply> {
     return this.get(['runs', runId, 'lineage'], {
       notebook,
       step: artifact.step,
       name: artifact.name,
-      index: artifact.index
+      index: artifact.index,
+      task: artifact.task
     });
   }
 

@@ -22,6 +22,8 @@ export interface ILineageRequest {
   step: string;
   name: string;
   index: number | null;
+  /** The task whose output it is (a kernel's run can have run a step more than once). */
+  task: number;
 }
 
 export function LineageView({ reply }: { reply: LineageReply }): JSX.Element {

@@ -115,7 +115,8 @@ export class LineagePanel extends ReplyPanel<LineageReply> {
       api.lineage(request.notebook, request.run, {
         step: request.step,
         name: request.name,
-        index: request.index
+        index: request.index,
+        task: request.task
       })
     );
     this.id = lineagePanelId(request);
@@ -148,6 +149,6 @@ export class LineagePanel extends ReplyPanel<LineageReply> {
 /** The DOM id of the lineage tab of an output (one tab per output). */
 export function lineagePanelId(r: ILineageRequest): string {
   return `nbflow-lineage-${encodeURIComponent(
-    [r.notebook, r.run, r.step, r.name, r.index ?? ''].join('\u001f')
+    [r.notebook, r.run, r.task, r.name].join('\u001f')
   )}`;
 }

@@ -58,6 +58,8 @@ export type OpenRequest =
       step: string;
       name: string;
       index: number | null;
+      /** The task whose output it is (a kernel's run can have run a step more than once). */
+      task: number;
     };
 
 export class SidebarModel implements IDisposable {
@@ -239,7 +241,8 @@ export class SidebarModel implements IDisposable {
       run,
       step: task.step,
       name,
-      index: task.index
+      index: task.index,
+      task: task.id
     });
   }
 

@@ -14,7 +14,7 @@ one place, mirrored by ``labextension/src/model.ts``.
     POST /nbflow/api/runs {"notebook": PATH}            start `nbflow run PATH` ("Run flow")
     GET /nbflow/api/runs/RUN                            a run: steps, tasks, DAG, tags, note
     POST /nbflow/api/runs/RUN/tags {"add", "remove", "note"}   tag a run, set its note
-    GET /nbflow/api/runs/RUN/lineage?step=&name=&index=  where an output came from
+    GET /nbflow/api/runs/RUN/lineage?step=&name=&index=&task=   where an output came from
     GET /nbflow/api/diff?a=RUN&b=RUN                    what changed from run a to run b
     GET /nbflow/api/tags                                tags in use, with their run counts
     GET /nbflow/api/runs/RUN/tasks/TASK/logs?stream=stdout|stderr&tail=N
@@ -370,10 +370,12 @@ class LineageHandler(NbflowHandler):
         step, name = self.name_argument("step"), self.name_argument("name")
         raw = self.get_query_argument("index", "")
         index = self.int_argument("index", 0, 0, 10**9) if raw else None
+        raw = self.get_query_argument("task", "")
+        task = self.int_argument("task", 0, 1, 10**12) if raw else None  # one execution of it
         store = self.existing_store()
         try:
             body = await IOLoop.current().run_in_executor(
-                None, lambda: lineage(store, run_id, step, name, index))
+                None, lambda: lineage(store, run_id, step, name, index, task=task))
         except LineageError as exc:
             raise web.HTTPError(404, exc.args[0]) from None
         self.reply(body)

@@ -112,7 +112,8 @@ describe('NbflowApi', () => {
     await api.lineage(nb, '20261127-024712-3c7bf9', {
       step: 'logreg',
       name: 'model',
-      index: 0
+      index: 0,
+      task: 12
     });
     await api.lineage(nb, '20261127-024712-3c7bf9', {
       step: 'load',
@@ -123,7 +124,7 @@ describe('NbflowApi', () => {
       'nbflow/api/runs?notebook=dir%2Fquickstart.ipynb&flow=quickstart&tag=best%20run&limit=50',
       'nbflow/api/tags?notebook=dir%2Fquickstart.ipynb',
       'nbflow/api/diff?notebook=dir%2Fquickstart.ipynb&a=20261127-024712-3c7bf9&b=20261127-030000-aaaaaa',
-      'nbflow/api/runs/20261127-024712-3c7bf9/lineage?notebook=dir%2Fquickstart.ipynb&step=logreg&name=model&index=0',
+      'nbflow/api/runs/20261127-024712-3c7bf9/lineage?notebook=dir%2Fquickstart.ipynb&step=logreg&name=model&index=0&task=12',
       'nbflow/api/runs/20261127-024712-3c7bf9/lineage?notebook=dir%2Fquickstart.ipynb&step=load&name=X'
     ]);
     expect(calls.every(c => c.init.method === 'GET')).toBe(true);

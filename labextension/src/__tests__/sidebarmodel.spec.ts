@@ -83,7 +83,7 @@ describe('SidebarModel: comparison and lineage', () => {
     model.setNotebook('flow.ipynb');
     const opened: OpenRequest[] = [];
     model.openRequested.connect((_, r) => opened.push(r));
-    const task = { step: 'make', index: 2 } as TaskJSON;
+    const task = { id: 7, step: 'make', index: 2 } as TaskJSON;
     model.openLineage(task, 'items'); // no run selected: nothing
     model.selectRun(NEW.id);
     model.openLineage(task, 'items');
@@ -94,7 +94,8 @@ describe('SidebarModel: comparison and lineage', () => {
         run: NEW.id,
         step: 'make',
         name: 'items',
-        index: 2
+        index: 2,
+        task: 7
       }
     ]);
     model.dispose();
