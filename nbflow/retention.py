@@ -191,6 +191,7 @@ def _delete_metadata(store: Store, run_ids: list[str]) -> int:
             conn.execute(t.runs.delete().where(t.runs.c.id.in_(chunk)))
         used = sa.select(t.tasks.c.code_hash).where(t.tasks.c.code_hash.is_not(None))
         conn.execute(t.codes.delete().where(t.codes.c.hash.not_in(used)))
+    store.meta.forget_kept_codes()
     return tasks
 
 

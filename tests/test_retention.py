@@ -23,6 +23,7 @@ from typing import Any
 
 import dask.config
 import pytest
+import sqlalchemy as sa
 from conftest import write_notebook
 
 from nbflow.client import Run, list_runs
@@ -128,6 +129,14 @@ def test_older_than_keeps_recent_runs_and_rules_are_required(tmp_path: Path, sto
     assert collect(store, Policy(older_than=parse_duration("60d"))).runs == []
     assert collect(store, Policy(keep_last=0, flow="other")).runs == []
     assert collect(store, Policy(keep_last=0, flow="flow")).runs == [old, new]
+    # Everything goes, step bodies included; a run made next in this process records them again.
+    with dask.config.set({"nbflow.gc.grace": "0s"}):
+        assert collect(store, Policy(keep_last=0), dry_run=False).runs == [old, new]
+    with store.meta.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM codes")).scalar() == 0
+    again = run_notebook(path, store=store, executor=executor, params={"seed": 2})
+    tasks = store.meta.tasks(again)
+    assert set(store.meta.codes(t["code_hash"] for t in tasks)) == {t["code_hash"] for t in tasks}
     with pytest.raises(RetentionError, match="--keep-last N"):
         collect(store, Policy(keep_tagged=True))
     assert parse_duration("1d12h") == dt.timedelta(hours=36)

@@ -173,6 +173,7 @@ class MetadataDB:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._kept_codes: set[str] = set()  # step bodies recorded with a task by this process
         engine: sa.Engine | None = None
         # A SQLite file in a folder nobody can write to (a read-only mount, a snapshot): opened
         # immutable, so its history still reads (WAL would need to create its -shm file).
@@ -405,13 +406,16 @@ class MetadataDB:
         self.update_run(run_id, note=_text(note) or None)
 
     # -- code ----------------------------------------------------------------------------------
-    @staticmethod
-    def _keep_code(conn: sa.Connection, text: str) -> str:
+    def _keep_code(self, conn: sa.Connection, text: str) -> str:
         """Keep a step body once, under its hash, in the transaction that records its tasks (so
-        that a concurrent ``nbflow gc`` never sees it unreferenced); its hash."""
+        that a concurrent ``nbflow gc`` never sees it unreferenced); its hash. A body this
+        process recorded a task with already is not written again (a cache hit in a kernel
+        stays a few statements): that task, in a run still going, keeps it referenced."""
         import xxhash
 
         key = xxhash.xxh3_128(text.encode()).hexdigest()
+        if key in self._kept_codes:
+            return key
         values = {"hash": key, "text": _text(text)}
         if conn.dialect.name == "sqlite":
             from sqlalchemy.dialects import sqlite
@@ -424,6 +428,11 @@ class MetadataDB:
         elif conn.execute(sa.select(t.codes.c.hash).where(t.codes.c.hash == key)).first() is None:
             conn.execute(t.codes.insert().values(**values))
         return key
+
+    def forget_kept_codes(self) -> None:
+        """After step bodies may have been deleted (``nbflow gc``): write them again when next
+        recorded."""
+        self._kept_codes.clear()
 
     def codes(self, keys: Iterable[str | None]) -> dict[str, str]:
         """Step bodies by hash (missing and None keys are left out)."""
@@ -591,6 +600,8 @@ class MetadataDB:
                 conn.execute(t.attempts.insert(), [
                     {"task_id": i, "number": 1, "status": TaskStatus.RUNNING.value,
                      "started_at": created} for i in ids])
+        if code_hash is not None:
+            self._kept_codes.add(code_hash)  # committed with a task that uses it
         return ids
 
     def record_cached_tasks(self, pairs: list[tuple[dict[str, Any], Row]], *,
@@ -619,6 +630,8 @@ class MetadataDB:
                     conn.execute(t.outputs.insert(), [
                         {"task_id": ids[-1], "name": n, "hash": r.hash, "size": r.size,
                          "type": r.type} for n, r in outputs.items()])
+        if code_hash is not None:
+            self._kept_codes.add(code_hash)  # committed with a task that uses it
         return ids
 
     @staticmethod
