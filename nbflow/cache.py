@@ -47,11 +47,6 @@ def step_environment(modules: Iterable[str]) -> dict[str, Any]:
     return {**environment.fingerprint(modules), "sources": environment.local_sources(modules)}
 
 
-def code_hash(code: str) -> str:
-    """The key of a step body in the ``codes`` table."""
-    return xxhash.xxh3_128(code.encode()).hexdigest()
-
-
 def task_key(
     *,
     step: str,

@@ -435,18 +435,13 @@ def _run_of(args: argparse.Namespace) -> Any:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from nbflow.model import check_tag
-
     if not args.names and not args.untag:
         raise UsageError("give tags to add (nbflow tag RUN NAME...) or --untag NAME")
+    run = _run_of(args)
     try:
-        for name in [*args.names, *args.untag]:
-            check_tag(name)
+        run.add_tags(*args.names)  # checks every name before it writes any
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    run = _run_of(args)
-    if args.names:
-        run.add_tags(*args.names)
     if args.untag:
         run.remove_tags(*args.untag)
     print(f"run {run.id}: {' '.join(run.tags) or 'no tags'}")

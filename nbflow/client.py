@@ -311,7 +311,8 @@ class Run:
         """Tag the run (``nbflow tag RUN NAME...``); a tag it has already is kept."""
         for name in names:
             check_tag(name)
-        self._store.meta.add_tags(self.id, names)
+        if names:
+            self._store.meta.add_tags(self.id, names)
         self._row.pop("tags", None)
 
     def remove_tags(self, *names: str) -> None:

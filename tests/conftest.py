@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import dask.config
 import nbformat
@@ -317,3 +319,35 @@ def make_postgres_db(postgres_server: PostgresServer) -> Iterator[PostgresDataba
 def postgres_db_url(make_postgres_db: PostgresDatabases) -> str:
     """A fresh, empty database of its own for one test: tests never see each other's rows."""
     return make_postgres_db()
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    """pytest-jupyter's server, with nbflow's server extension (for the modules that load the
+    `pytest_jupyter.jupyter_server` plugin)."""
+    return {"ServerApp": {"jpserver_extensions": {"nbflow.server": True}}}
+
+
+@pytest.fixture
+def ip(store: Store, executor: Executor) -> Iterator[Any]:
+    """A real IPython shell with `%load_ext nbflow`, its session recording into ``store`` and
+    running steps on the session's cluster (as a notebook called analysis.ipynb)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbflow.session import InteractiveSession
+
+    # An InteractiveShell puts its own module in sys.modules["__main__"], which breaks
+    # multiprocessing's spawn in later tests of this process: put the real one back afterwards.
+    main = sys.modules["__main__"]
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbflow")
+    magics = shell.magics_manager.registry["NbflowMagics"]
+    shell.reset(new_session=False)
+    magics._session = InteractiveSession(shell.user_ns, store=store, executor=executor,
+                                         notebook="analysis.ipynb")
+    try:
+        yield shell
+    finally:
+        magics._session.close()
+        magics._session = None
+        sys.modules["__main__"] = main

@@ -222,44 +222,23 @@ def test_gathered_foreach_items_trace_to_their_own_tasks(notebook, store: Store,
     assert one["artifact"]["index"] == 2 and one["tasks"][0]["item"] == "2"
 
 
-@pytest.fixture
-def shell(store: Store, executor: Executor) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    from nbflow.session import InteractiveSession
-
-    main = sys.modules["__main__"]
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "nbflow")
-    magics = ip.magics_manager.registry["NbflowMagics"]
-    ip.reset(new_session=False)
-    magics._session = InteractiveSession(ip.user_ns, store=store, executor=executor,
-                                         notebook="analysis.ipynb")
-    try:
-        yield ip
-    finally:
-        magics._session.close()
-        magics._session = None
-        sys.modules["__main__"] = main
-
-
-def test_a_step_re_run_with_new_code_keeps_its_old_tasks_code(shell, store: Store) -> None:
-    assert shell.run_cell("%%step make\nvalue = 1 + 1").success
-    assert shell.run_cell("%%step make\nvalue = 2 + 2").success
-    run = Run(shell.magics_manager.registry["NbflowMagics"].session.run_id, store)
+def test_a_step_re_run_with_new_code_keeps_its_old_tasks_code(ip, store: Store) -> None:
+    assert ip.run_cell("%%step make\nvalue = 1 + 1").success
+    assert ip.run_cell("%%step make\nvalue = 2 + 2").success
+    run = Run(ip.magics_manager.registry["NbflowMagics"].session.run_id, store)
     old, new = run.tasks
     assert (old.code.strip(), new.code.strip()) == ("value = 1 + 1", "value = 2 + 2")
     assert old.outputs["value"].lineage().tasks[0]["code"] == old.code
     assert new.outputs["value"].lineage().tasks[0]["code"] == new.code
 
 
-def test_percent_nbflow_diff_shows_escaped_html_and_text(shell, store: Store, notebook,
+def test_percent_nbflow_diff_shows_escaped_html_and_text(ip, store: Store, notebook,
                                                          executor: Executor) -> None:
     path = notebook(["x = '<script>alert(1)</script>'", "%%step s\ny = x * 2"])
     a = run_notebook(path, store=store, executor=executor)
     path = notebook(["x = '<img src=x onerror=alert(1)>'", "%%step s\ny = x * 3"])
     b = run_notebook(path, store=store, executor=executor)
-    result = shell.run_cell(f"%nbflow diff {a} {b}")
+    result = ip.run_cell(f"%nbflow diff {a} {b}")
     assert result.success
     shown = result.result
     page = shown._repr_html_()
@@ -268,5 +247,5 @@ def test_percent_nbflow_diff_shows_escaped_html_and_text(shell, store: Store, no
     assert "-y = x * 2" in page and "+y = x * 3" in page
     assert page == render_html(diff_runs(store, a, b))
     assert "step s: changed" in repr(shown)
-    bad = shell.run_cell(f"%nbflow diff {a} 20990101-000000-abcdef")
+    bad = ip.run_cell(f"%nbflow diff {a} 20990101-000000-abcdef")
     assert not bad.success and "no run" in str(bad.error_in_exec)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,27 +11,6 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbflow.client import Run
 from nbflow.execute import Executor
-from nbflow.session import InteractiveSession
-from nbflow.store import Store
-
-
-@pytest.fixture
-def ip(store: Store, executor: Executor) -> Iterator[InteractiveShell]:
-    # An InteractiveShell puts its own module in sys.modules["__main__"], which breaks
-    # multiprocessing's spawn in later tests of this process: put the real one back afterwards.
-    main = sys.modules["__main__"]
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbflow")
-    magics = shell.magics_manager.registry["NbflowMagics"]
-    shell.reset(new_session=False)
-    magics._session = InteractiveSession(shell.user_ns, store=store, executor=executor,
-                                         notebook="analysis.ipynb")
-    try:
-        yield shell
-    finally:
-        magics._session.close()
-        magics._session = None
-        sys.modules["__main__"] = main
 
 
 def run(ip: InteractiveShell, source: str) -> Any:

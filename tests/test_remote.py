@@ -370,11 +370,6 @@ def test_two_concurrent_runs_share_scheduler_store_and_db(remote: Remote, tmp_pa
 # -- f. the sidebar's REST API over the PostgreSQL-backed S3 store ---------------------------------
 
 
-@pytest.fixture
-def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"nbflow.server": True}}}
-
-
 async def test_sidebar_api_reads_a_remote_run(jp_fetch: Any, remote: Remote, tmp_path: Path) -> None:
     write_notebook(tmp_path / "sidebar.ipynb", [
         "%%step answer\nvalue = {'answer': 42}\nprint('line one')\nprint('line two')",

@@ -21,11 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"nbflow.server": True}}}
-
-
-@pytest.fixture
 def history(jp_root_dir: Path, executor) -> dict[str, str]:
     """Two runs of a small flow in <root>/project/.nbflow: one succeeded, one failed."""
     project = jp_root_dir / "project"

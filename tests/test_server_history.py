@@ -21,11 +21,6 @@ NB = "project/flow.ipynb"
 
 
 @pytest.fixture
-def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"nbflow.server": True}}}
-
-
-@pytest.fixture
 def two(jp_root_dir: Path, executor) -> dict[str, Any]:
     """Two runs of a flow differing in a parameter (`n`), in <root>/project/.nbflow."""
     project = jp_root_dir / "project"

@@ -26,11 +26,6 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
 
 
-@pytest.fixture
-def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"nbflow.server": True}}}
-
-
 class _App:
     def __init__(self) -> None:
         self.settings: dict[str, Any] = {"base_url": "/"}

@@ -6,6 +6,17 @@ import { outputLabel, shortType } from './diffmodel';
 import { formatBytes, formatValue, shortHash } from './format';
 import { LineageReply, LineageTaskJSON } from './model';
 
+/** Which lineage to show: an output of one task of a run (the sidebar asks, a tab shows it). */
+export interface ILineageRequest {
+  notebook: string;
+  run: string;
+  step: string;
+  name: string;
+  index: number | null;
+  /** The task whose output it is (a kernel's run can have run a step more than once). */
+  task: number;
+}
+
 /** `logreg[2]` for a foreach task, `load` otherwise. */
 export function taskLabel(
   task: Pick<LineageTaskJSON, 'step' | 'index'>

@@ -16,16 +16,6 @@ import {
 } from './lineagemodel';
 import { LineageReply } from './model';
 
-export interface ILineageRequest {
-  notebook: string;
-  run: string;
-  step: string;
-  name: string;
-  index: number | null;
-  /** The task whose output it is (a kernel's run can have run a step more than once). */
-  task: number;
-}
-
 export function LineageView({ reply }: { reply: LineageReply }): JSX.Element {
   const tasks = lineageTasks(reply);
   const params = paramList(reply.params);

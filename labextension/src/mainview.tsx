@@ -7,7 +7,8 @@ import * as React from 'react';
 
 import { NbflowApi } from './api';
 import { DiffView } from './diffview';
-import { ILineageRequest, LineageView } from './lineageview';
+import { ILineageRequest } from './lineagemodel';
+import { LineageView } from './lineageview';
 import { DiffReply, LineageReply } from './model';
 
 export abstract class ReplyPanel<T> extends ReactWidget {

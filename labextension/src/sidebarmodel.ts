@@ -12,6 +12,7 @@ import { NbflowApi } from './api';
 import { nextInterval, refreshDelay } from './backoff';
 import { latestTasks } from './dag';
 import { orderRuns } from './diffmodel';
+import { ILineageRequest } from './lineagemodel';
 import {
   ArtifactReply,
   RunDetail,
@@ -51,16 +52,7 @@ export interface ArtifactState {
 /** A view the sidebar asks to open in the main area (index.ts opens it). */
 export type OpenRequest =
   | { kind: 'diff'; notebook: string; a: string; b: string }
-  | {
-      kind: 'lineage';
-      notebook: string;
-      run: string;
-      step: string;
-      name: string;
-      index: number | null;
-      /** The task whose output it is (a kernel's run can have run a step more than once). */
-      task: number;
-    };
+  | ({ kind: 'lineage' } & ILineageRequest);
 
 export class SidebarModel implements IDisposable {
   constructor(
