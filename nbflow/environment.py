@@ -28,17 +28,50 @@ _INSTALLED = tuple(
 )
 
 
-@cache
-def _distributions() -> dict[str, list[str]]:
-    return dict(md.packages_distributions())
+def is_installed_path(path: str) -> bool:
+    """Whether ``path`` lies in this Python's installation or its site-packages."""
+    return os.path.realpath(path).startswith(_INSTALLED)
 
 
 @cache
-def _version(dist: str) -> str | None:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return None
+def _distributions() -> dict[str, list[md.Distribution]]:
+    """Top-level module name -> the installed distributions that provide it. Like
+    ``importlib.metadata.packages_distributions()``, but read from each distribution's
+    ``top_level.txt`` or ``RECORD`` without checking that every listed file exists (seconds on a
+    cold disk cache, at the start of every run), and without parsing every distribution's
+    metadata: only that of the distributions asked about (``_name_version``)."""
+    providers: dict[str, list[md.Distribution]] = {}
+    for dist in md.distributions():
+        for name in _top_level_names(dist):
+            providers.setdefault(name, []).append(dist)
+    return providers
+
+
+_named: dict[int, tuple[str, str | None]] = {}
+
+
+def _name_version(dist: md.Distribution) -> tuple[str, str | None]:
+    key = id(dist)  # the distributions live as long as the cache of _distributions
+    if key not in _named:
+        meta = dist.metadata
+        _named[key] = (meta["Name"] or "", meta["Version"])
+    return _named[key]
+
+
+def _top_level_names(dist: md.Distribution) -> set[str]:
+    listed = dist.read_text("top_level.txt")
+    if listed:
+        names = set(listed.split())
+    else:
+        names = set()
+        for line in (dist.read_text("RECORD") or "").splitlines():
+            path = line.split(",", 1)[0]
+            first, _, rest = path.partition("/")
+            if rest:
+                names.add(first)
+            elif path.endswith(".py"):
+                names.add(path.removesuffix(".py"))
+    return {n for n in names if n.isidentifier()}
 
 
 def package_versions(modules: Iterable[str]) -> dict[str, str]:
@@ -46,10 +79,12 @@ def package_versions(modules: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for module in sorted(set(modules)):
         top = module.split(".")[0]
+        if top in sys.stdlib_module_names:
+            continue
         for dist in _distributions().get(top, []):
-            version = _version(dist)
-            if version is not None:
-                out[dist] = version
+            name, version = _name_version(dist)
+            if version is not None and name:
+                out[name] = version
     return out
 
 
@@ -87,7 +122,7 @@ def local_sources(modules: Iterable[str]) -> dict[str, str]:
         if spec is None or not spec.origin or not os.path.isfile(spec.origin):
             continue
         origin = os.path.realpath(spec.origin)
-        if origin.startswith(_INSTALLED) or module in sys.stdlib_module_names:
+        if is_installed_path(origin) or module in sys.stdlib_module_names:
             continue
         h = xxhash.xxh3_128()
         roots = list(spec.submodule_search_locations or [])
