@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import cloudpickle
 import xxhash
 
+from nbflow import freshness
 from nbflow.display import format_value, split_last_expression
 from nbflow.model import ArtifactRef, DataFile
 from nbflow.store.artifacts import ArtifactError, ArtifactStore, SerializationError
@@ -286,6 +287,7 @@ def compile_step(spec: TaskSpec) -> tuple[Any, Any]:
 def run_task(spec: TaskSpec) -> dict[str, Any]:
     """Run one attempt of one task; never raises for the step's own errors (they are reported)."""
     _install_process_hooks()
+    freshness.drop_changed()  # a local module edited since this worker imported it
     started = time.time()
     if spec.report_start:
         _publish(spec.result_topic, {"kind": "started", "run": spec.run_id, "step": spec.step,
@@ -396,7 +398,11 @@ def _enter_notebook_dir(cwd: str | None) -> None:
     at a time). A worker that does not have the folder (another machine) stays where it is."""
     if not cwd or not os.path.isdir(cwd):
         return
-    if os.getcwd() != cwd:
+    try:
+        here: str | None = os.getcwd()
+    except FileNotFoundError:  # the folder of an earlier task's notebook was deleted since
+        here = None
+    if here != cwd:
         os.chdir(cwd)
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
