@@ -1,5 +1,5 @@
 """The ``nbflow`` command: run | resume | runs | show | logs | lineage | diff | tag | note | gc |
-export | schedule.
+export | schedule | daemon.
 
 Exit codes: 0 success; 1 the run finished but failed (a step failed); 2 bad input or an environment
 problem (bad notebook, bad option, unreachable cluster, unwritable store), with the reason on stderr.
@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="report what would be deleted (the default)")
     mode.add_argument("--delete", action="store_true", help="really delete")
     gc.add_argument("--json", action="store_true")
+
+    daemon = sub.add_parser(
+        "daemon", help="keep a driver with a warm local cluster for `run` and `resume` (start, "
+                       "stop, status)")
+    daemon.add_argument("action", choices=("start", "stop", "status"))
+    daemon.add_argument("--idle-timeout", metavar="DURATION",
+                        help="stop after this long without a command (default: "
+                             "nbflow.daemon.idle-timeout, 1h)")
+    daemon.add_argument("--json", action="store_true")
     return p
 
 
@@ -143,6 +152,7 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from nbflow.cronexpr import ScheduleError
+    from nbflow.daemon import DaemonError
     from nbflow.execute import ClusterError
     from nbflow.notebook import NotebookError
     from nbflow.runner import RunError
@@ -152,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = globals()[f"cmd_{args.command}"]
         return int(handler(args))
     except (AnalysisError, RunError, ClusterError, StoreError, MetadataError, NotebookError,
-            ArtifactError, ScheduleError, UsageError, KeyError) as exc:
+            ArtifactError, ScheduleError, UsageError, DaemonError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"nbflow: error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -468,6 +478,49 @@ def cmd_gc(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     report = collect(_store(args, create=False), policy, dry_run=not args.delete)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from nbflow import config, daemon
+
+    if args.action == "start":
+        raw = args.idle_timeout or config.get("daemon.idle-timeout") or "1h"
+        try:
+            idle = float(dask.utils.parse_timedelta(raw, default="s") or 0)
+        except (ValueError, KeyError) as exc:
+            raise UsageError(f"--idle-timeout {raw!r} is not a duration (try 30m, 1h, 600)") from exc
+        if idle <= 0:
+            raise UsageError(f"--idle-timeout {raw!r} must be longer than zero")
+        status: dict[str, Any] | None = daemon.start(idle)
+    elif args.action == "stop":
+        pid = daemon.stop()
+        if args.json:
+            print(json.dumps({"stopped": pid}))
+        else:
+            print("nbflow: no daemon serves this environment" if pid is None
+                  else f"nbflow: daemon {pid} stopped", file=sys.stderr)
+        return 0
+    else:
+        status = daemon.request("status")
+        if status is None:
+            if args.json:
+                print(json.dumps(None))
+            else:
+                print("nbflow: no daemon serves this environment (`nbflow daemon start`)",
+                      file=sys.stderr)
+            return EXIT_FAILED
+    assert status is not None
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    verb = "already serves" if status.pop("already", False) or args.action == "status" else "serves"
+    print(f"nbflow: daemon {status['pid']} {verb} this environment: `nbflow run` and `nbflow "
+          f"resume` go to it ({status['commands']} so far{', one now' if status['busy'] else ''}).\n"
+          f"  local cluster: {status['dashboard'] or 'not started'}\n"
+          f"  log: {status['log']}\n"
+          f"  stops after {status['idle_timeout']:g} s without a command; `nbflow daemon stop` "
+          "stops it now", file=sys.stderr)
     return 0
 
 
