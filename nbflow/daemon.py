@@ -139,6 +139,7 @@ class Daemon:
                 store.close()
         environment.package_versions(["dask"])  # reads what every installed package provides
         self.fingerprint = _fingerprint()
+        self.last_used = time.monotonic()  # idle from now on
         self.ready = True
 
     # -- serving ----------------------------------------------------------------------------------
@@ -290,10 +291,12 @@ class Daemon:
         except SystemExit as exc:  # argparse's usage errors
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         except KeyboardInterrupt:
-            print("nbflow: interrupted", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                print("nbflow: interrupted", file=sys.stderr)
             return 130
         except Exception:
-            traceback.print_exc()
+            with contextlib.suppress(OSError):
+                traceback.print_exc()
             return 1
 
     @contextlib.contextmanager
@@ -352,9 +355,16 @@ def _log_path(path: Path) -> Path:
     return path.with_suffix(".log")
 
 
+def _socket_path() -> Path:
+    try:
+        return socket_path()
+    except OSError as exc:
+        raise DaemonError(str(exc)) from exc
+
+
 def request(op: str, *, timeout: float = 5.0) -> dict[str, Any] | None:
     """Send ``op`` (status, stop) to this environment's daemon; None if none runs."""
-    sock = connect(socket_path(), timeout)
+    sock = connect(_socket_path(), timeout)
     if sock is None:
         return None
     with sock:
@@ -367,7 +377,7 @@ def start(idle_timeout: float, *, wait: float = 120.0) -> dict[str, Any]:
     running = request("status")
     if running is not None:
         return {**running, "already": True}
-    path = socket_path()
+    path = _socket_path()
     log = _log_path(path)
     deadline = time.monotonic() + wait
     while not _lock_free(path):  # a daemon still stopping (or starting: then it answers soon)
@@ -399,7 +409,7 @@ def stop(*, wait: float = 60.0) -> int | None:
     answer = request("stop")
     if answer is None:
         return None
-    path = socket_path()
+    path = _socket_path()
     deadline = time.monotonic() + wait
     while not _lock_free(path):  # held until the process has closed its cluster and exited
         if time.monotonic() > deadline:
@@ -450,7 +460,11 @@ if __name__ == "__main__":
     parser.add_argument("socket")
     parser.add_argument("idle_timeout", type=float)
     arguments = parser.parse_args()
-    sys.exit(_serve(Path(arguments.socket), arguments.idle_timeout))
+    code = _serve(Path(arguments.socket), arguments.idle_timeout)
+    # The cluster is closed: exit at once, so that the lock (which `stop` waits for) is released
+    # only when this process is gone, not before the interpreter's slow teardown.
+    sys.stdout.flush()
+    os._exit(code)
 
 
 __all__ = ["Daemon", "DaemonError", "request", "start", "stop"]

@@ -36,6 +36,7 @@ VOLATILE = frozenset({
     "LS_COLORS", "NBFLOW_NO_DAEMON",
 })
 MAX_MESSAGE = 1 << 20
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
 
 def environment_key(environ: dict[str, str] | None = None) -> str:
@@ -47,9 +48,12 @@ def environment_key(environ: dict[str, str] | None = None) -> str:
 
 
 def runtime_dir() -> Path:
-    """A folder only this user can enter, for daemon sockets and logs (like tmux's)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    folder = Path(base) / f"nbflow-{os.getuid()}"
+    """A folder only this user can enter, for daemon sockets and logs (like tmux's):
+    ``$XDG_RUNTIME_DIR/nbflow-UID``, or ``/tmp/nbflow-UID`` where that path is too long for a
+    Unix socket's name (about 100 bytes)."""
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"nbflow-{os.getuid()}"
+    if len(os.fsencode(folder)) > SOCKET_PATH_MAX - len("/daemon-0123456789abcdef.sock"):
+        folder = Path("/tmp") / f"nbflow-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     info = folder.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
