@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
@@ -207,8 +208,18 @@ class Launcher:
     # -- the tools --------------------------------------------------------------------------------
     def nbflow(self, *args: str, store: Path, env: dict[str, str] | None = None, ok: bool = True,
                memory: bool = False) -> Finished:
-        return self.run([sys.executable, "-m", "nbflow.cli", *args, "--store", str(store)],
+        return self.run([sys.executable, "-m", "nbflow", *args, "--store", str(store)],
                         env=env, ok=ok, memory=memory)
+
+    def daemon(self, action: str) -> dict[str, Any] | None:
+        """``nbflow daemon ACTION`` in this launcher's environment (the one its runs get)."""
+        done = subprocess.run([sys.executable, "-m", "nbflow", "daemon", action, "--json"],
+                              cwd=self.folder, env=self.env, capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"nbflow daemon {action} failed:\n{done.stderr[-4000:]}")
+        result: dict[str, Any] | None = json.loads(done.stdout)
+        return result
 
     def metaflow(self, flow: str, command: str, *, root: Path, env: dict[str, str] | None = None,
                  ok: bool = True, memory: bool = False) -> Finished:
@@ -250,6 +261,22 @@ class Peers:
 
     def __post_init__(self) -> None:
         self.launcher = Launcher(self.folder, self.settle)
+
+    def through_daemon(self, command: Callable[[], Finished]) -> Finished:
+        """Run ``command`` (an ``nbflow run`` or ``resume``) with this benchmark's ``nbflow
+        daemon`` serving it (started at the first call, stopped by ``close``); refuse a timing
+        the daemon did not serve."""
+        status = self.launcher.daemon("status") or self.launcher.daemon("start")
+        assert status is not None
+        done = command()
+        after = self.launcher.daemon("status")
+        if after is None or after["pid"] != status["pid"] or \
+                after["commands"] != status["commands"] + 1:
+            raise RuntimeError(f"the nbflow daemon did not serve the command:\n{done.output[-4000:]}")
+        return done
+
+    def close(self) -> None:
+        self.launcher.daemon("stop")
 
     def note(self, done: Finished) -> None:
         """Record when nbflow's progress lines arrived: start-up, run, shut-down."""
@@ -339,12 +366,18 @@ def foreach_contenders(folder: Path, settle: Callable[[], None]
         peers.note(done)
         return {"nbflow run, foreach-100": done.seconds}
 
+    def nbflow_daemon() -> dict[str, float]:
+        done = peers.through_daemon(
+            lambda: peers.launcher.nbflow("run", str(nb), "--force", store=store))
+        check_result(done, expected, "nbflow foreach, daemon")
+        return {"nbflow run (daemon), foreach-100": done.seconds}
+
     def metaflow() -> dict[str, float]:
         done = peers.launcher.metaflow("foreach_flow.py", "run", root=root)
         check_result(done, expected, "metaflow foreach")
         return {"metaflow run, foreach-100": done.seconds}
 
-    return {"nbflow": nbflow, "metaflow": metaflow}, peers
+    return {"nbflow": nbflow, "nbflow-daemon": nbflow_daemon, "metaflow": metaflow}, peers
 
 
 # -- benchmark 9: a 1 GiB artifact from one step to the next ----------------------------------------
@@ -429,6 +462,19 @@ def resume_contenders(folder: Path, settle: Callable[[], None]
         return {"nbflow resume: to the failed step's code": resumed.since_launch("last-started"),
                 "nbflow resume: whole process": resumed.seconds}
 
+    def nbflow_daemon() -> dict[str, float]:
+        shutil.rmtree(store, ignore_errors=True)
+        # The failing run has another environment (NBFLOW_BENCH_FAIL): it runs in its own process.
+        failed = launcher.nbflow("run", str(nb), store=store, env=fail, ok=False)
+        if "last-started" not in failed.stamps:
+            raise RuntimeError(f"the nbflow run failed before its last step:\n{failed.output[-4000:]}")
+        resumed = peers.through_daemon(
+            lambda: launcher.nbflow("resume", run_id_of(failed), store=store))
+        check_result(resumed, CHAIN_STEPS, "nbflow resume, daemon")
+        return {"nbflow resume (daemon): to the failed step's code":
+                resumed.since_launch("last-started"),
+                "nbflow resume (daemon): whole process": resumed.seconds}
+
     def metaflow() -> dict[str, float]:
         shutil.rmtree(root, ignore_errors=True)
         failed = launcher.metaflow("resume_flow.py", "run", root=root, env=fail, ok=False)
@@ -440,7 +486,7 @@ def resume_contenders(folder: Path, settle: Callable[[], None]
         return {"metaflow resume: to the failed step's code": resumed.since_launch("last-started"),
                 "metaflow resume: whole process": resumed.seconds}
 
-    return {"nbflow": nbflow, "metaflow": metaflow}, peers
+    return {"nbflow": nbflow, "nbflow-daemon": nbflow_daemon, "metaflow": metaflow}, peers
 
 
 # -- benchmark 11: a 10-cell notebook, nbflow run against papermill ------------------------------------
