@@ -265,9 +265,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = run_notebook(args.notebook, store=store, executor=executor,
                               param_args=args.param, force=args.force, until=args.until,
                               on_log=printer.log, on_event=printer.event)
+        return _finish(store, run_id)
     finally:
         executor.settle()
-    return _finish(store, run_id)
+        store.close()  # in `nbflow daemon`, the process goes on
 
 
 def _ran_before(store: Any, nb: Any) -> bool:
@@ -288,21 +289,25 @@ def cmd_resume(args: argparse.Namespace) -> int:
     early = args.cluster or not config.get("cluster.class")
     if early:
         executor.warm_up()
+    store = None
     try:
         store = _store(args)
         if store.meta.run(args.run_id) is None:
             raise KeyError(f"no run {args.run_id!r} in {store.url}; `nbflow runs` lists them")
     except BaseException:
         executor.settle()
+        if store is not None:
+            store.close()
         raise
     printer = _Printer(args.quiet)
     try:
         run_id = resume_run(args.run_id, store=store, executor=executor,
                             from_steps=args.from_steps, on_log=printer.log,
                             on_event=printer.event)
+        return _finish(store, run_id)
     finally:
         executor.settle()
-    return _finish(store, run_id)
+        store.close()
 
 
 def cmd_export(args: argparse.Namespace) -> int:

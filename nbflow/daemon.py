@@ -184,7 +184,9 @@ class Daemon:
             conn.close()
             return
         channel = Channel(conn)
+        conn.settimeout(5)  # a caller that connects and says nothing must not hold this thread
         request = channel.receive(with_fds=2)
+        conn.settimeout(None)
         if request is None:
             conn.close()
             return

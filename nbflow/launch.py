@@ -126,10 +126,14 @@ def forward(argv: list[str]) -> int | None:
     if sock is None:
         return None
     with sock:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        send(sock, {"op": "command", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)},
-             [sys.stdout.fileno(), sys.stderr.fileno()])
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            streams = [sys.stdout.fileno(), sys.stderr.fileno()]
+            send(sock, {"op": "command", "argv": argv, "cwd": os.getcwd(),
+                        "env": dict(os.environ)}, streams)
+        except (AttributeError, OSError, ValueError):  # no real stdout/stderr, or no cwd
+            return None
         channel = Channel(sock)
         reply = channel.receive()
         if reply is None or "accepted" not in reply:
