@@ -499,12 +499,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             raise UsageError(f"--idle-timeout {raw!r} must be longer than zero")
         status: dict[str, Any] | None = daemon.start(idle)
     elif args.action == "stop":
-        pid = daemon.stop()
+        stopped = daemon.stop()
         if args.json:
-            print(json.dumps({"stopped": pid}))
+            print(json.dumps(stopped and {"stopped": stopped["stopping"],
+                                          "interrupted": stopped.get("interrupted", False)}))
+        elif stopped is None:
+            print("nbflow: no daemon serves this environment", file=sys.stderr)
         else:
-            print("nbflow: no daemon serves this environment" if pid is None
-                  else f"nbflow: daemon {pid} stopped", file=sys.stderr)
+            print(f"nbflow: daemon {stopped['stopping']} stopped"
+                  + (" (the run it was driving was interrupted: `nbflow resume` it)"
+                     if stopped.get("interrupted") else ""), file=sys.stderr)
         return 0
     else:
         status = daemon.request("status")

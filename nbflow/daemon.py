@@ -192,12 +192,16 @@ class Daemon:
             return
         op = request.get("op")
         if op == "status":
+            for fd in channel.fds:
+                os.close(fd)
             send(conn, self.status())
             conn.close()
         elif op == "stop":
-            send(conn, {"stopping": os.getpid()})
+            for fd in channel.fds:
+                os.close(fd)
+            send(conn, {"stopping": os.getpid(), "interrupted": self.busy})
             conn.close()
-            self.jobs.put(STOP)
+            self.stop()
         elif op == "command":
             refusal = self._refusal(request, channel.fds)
             if refusal:
@@ -226,6 +230,14 @@ class Daemon:
                         "started; it stops now: `nbflow daemon start` starts a fresh one")
             self.busy = True
         return None
+
+    def stop(self) -> None:
+        """Stop after the current command, which is interrupted as by Ctrl-C (its run is recorded
+        interrupted, ready to resume)."""
+        self.jobs.put(STOP)
+        if self.busy:
+            self.log("stopping: interrupting the command under way")
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     def status(self) -> dict[str, Any]:
         from nbflow.execute import _local
@@ -406,8 +418,9 @@ def start(idle_timeout: float, *, wait: float = 120.0) -> dict[str, Any]:
     raise DaemonError(f"the daemon did not get ready in {wait:g} s; see {log}")
 
 
-def stop(*, wait: float = 60.0) -> int | None:
-    """Stop this environment's daemon; its pid, or None if none ran."""
+def stop(*, wait: float = 60.0) -> dict[str, Any] | None:
+    """Stop this environment's daemon (interrupting a command under way); None if none ran,
+    else its pid and whether a command was interrupted."""
     answer = request("stop")
     if answer is None:
         return None
@@ -417,7 +430,7 @@ def stop(*, wait: float = 60.0) -> int | None:
         if time.monotonic() > deadline:
             raise DaemonError(f"daemon {answer['stopping']} did not stop in {wait:g} s")
         time.sleep(0.05)
-    return int(answer["stopping"])
+    return answer
 
 
 def _lock_free(path: Path) -> bool:
@@ -440,7 +453,7 @@ def _serve(path: Path, idle_timeout: float) -> int:
     except DaemonError as exc:
         daemon.log(str(exc))
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: daemon.jobs.put(STOP))
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     # Python's own Ctrl-C handler, even if started from a shell that ignores SIGINT for
     # background jobs: a caller's Ctrl-C arrives as a SIGINT to the main thread.
     signal.signal(signal.SIGINT, signal.default_int_handler)

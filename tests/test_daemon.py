@@ -198,14 +198,14 @@ def test_a_busy_daemon_sends_the_next_caller_back_to_run_itself(daemon: Daemon) 
     assert daemon.run_record(err)["driver"]["pid"] == status["pid"]
 
 
-@pytest.mark.parametrize("how", ["sigint", "kill"])
+@pytest.mark.parametrize("how", ["sigint", "kill", "daemon stop"])
 def test_ctrl_c_or_a_killed_caller_interrupts_the_run_and_the_daemon_goes_on(
         daemon: Daemon, how: str) -> None:
     nb = write_notebook(daemon.root / "long.ipynb", [
         "import time",
         "%%step long\nopen('started', 'w').close()\nfor _ in range(1200):\n    time.sleep(0.1)\nz = 1",
     ])
-    status = daemon.start()
+    status = first = daemon.start()
     caller = daemon.popen("run", str(nb), "--store", str(daemon.store))
     deadline = time.monotonic() + 60
     while not (daemon.root / "started").exists():
@@ -216,9 +216,16 @@ def test_ctrl_c_or_a_killed_caller_interrupts_the_run_and_the_daemon_goes_on(
         _out, err = caller.communicate(timeout=60)
         assert caller.returncode == 130, err
         assert "nbflow: interrupted" in err
-    else:
+    elif how == "kill":
         caller.kill()
         caller.communicate(timeout=60)
+    else:
+        stopped = daemon.nbflow("daemon", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "the run it was driving was interrupted" in stopped.stderr
+        _out, err = caller.communicate(timeout=60)
+        assert caller.returncode == 130, err
+        status = daemon.start()  # a fresh one, for the rest of the test
     store = open_store(str(daemon.store))
     try:
         deadline = time.monotonic() + 60
@@ -226,7 +233,7 @@ def test_ctrl_c_or_a_killed_caller_interrupts_the_run_and_the_daemon_goes_on(
             assert time.monotonic() < deadline, run
             time.sleep(0.1)
         assert run["status"] == "interrupted"
-        assert store.meta.run(run["id"])["driver"]["pid"] == status["pid"]  # type: ignore[index]
+        assert store.meta.run(run["id"])["driver"]["pid"] == first["pid"]  # type: ignore[index]
     finally:
         store.close()
     # The daemon serves the next caller, once it has finished with this one.
