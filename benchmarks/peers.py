@@ -207,7 +207,10 @@ class Launcher:
 
     # -- the tools --------------------------------------------------------------------------------
     def nbflow(self, *args: str, store: Path, env: dict[str, str] | None = None, ok: bool = True,
-               memory: bool = False) -> Finished:
+               memory: bool = False, daemon: bool = False) -> Finished:
+        """``nbflow ARGS``: in a process of its own, unless ``daemon`` (then a running ``nbflow
+        daemon`` of this environment may serve it)."""
+        env = {**(env or {}), **({} if daemon else {"NBFLOW_NO_DAEMON": "1"})}
         return self.run([sys.executable, "-m", "nbflow", *args, "--store", str(store)],
                         env=env, ok=ok, memory=memory)
 
@@ -368,7 +371,7 @@ def foreach_contenders(folder: Path, settle: Callable[[], None]
 
     def nbflow_daemon() -> dict[str, float]:
         done = peers.through_daemon(
-            lambda: peers.launcher.nbflow("run", str(nb), "--force", store=store))
+            lambda: peers.launcher.nbflow("run", str(nb), "--force", store=store, daemon=True))
         check_result(done, expected, "nbflow foreach, daemon")
         return {"nbflow run (daemon), foreach-100": done.seconds}
 
@@ -469,7 +472,7 @@ def resume_contenders(folder: Path, settle: Callable[[], None]
         if "last-started" not in failed.stamps:
             raise RuntimeError(f"the nbflow run failed before its last step:\n{failed.output[-4000:]}")
         resumed = peers.through_daemon(
-            lambda: launcher.nbflow("resume", run_id_of(failed), store=store))
+            lambda: launcher.nbflow("resume", run_id_of(failed), store=store, daemon=True))
         check_result(resumed, CHAIN_STEPS, "nbflow resume, daemon")
         return {"nbflow resume (daemon): to the failed step's code":
                 resumed.since_launch("last-started"),
