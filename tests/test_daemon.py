@@ -168,6 +168,11 @@ def test_callers_with_another_environment_or_cluster_run_themselves(daemon: Daem
                          extra={"COLUMNS": "71", "TERM": "dumb"})
     assert same.returncode == 0, same.stderr
     assert daemon.run_record(same.stderr)["driver"]["pid"] == status["pid"]
+    # NBFLOW_NO_DAEMON=1 keeps a command in its own process.
+    own = daemon.nbflow("run", str(nb), "--store", str(daemon.store), "--force",
+                        extra={"NBFLOW_NO_DAEMON": "1"})
+    assert own.returncode == 0, own.stderr
+    assert daemon.run_record(own.stderr)["driver"]["pid"] != status["pid"]
     after = daemon.status()
     assert after is not None and after["commands"] == 1
 
