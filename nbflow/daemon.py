@@ -37,6 +37,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import dask.config
+
 import nbflow
 from nbflow import config, environment, freshness
 from nbflow.launch import Channel, connect, environment_key, send, socket_path
@@ -60,8 +62,6 @@ def _fingerprint() -> dict[str, int]:
     """Modification times that, when they change, make the daemon's imports stale: nbflow's own
     source, installed packages (a site-packages folder changes when one is added or removed) and
     the Dask config files nbflow's settings come from."""
-    import dask.config
-
     paths = [str(p) for p in Path(nbflow.__file__).parent.rglob("*.py")]
     paths += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     for folder in dask.config.paths:
@@ -73,7 +73,11 @@ def _fingerprint() -> dict[str, int]:
     return out
 
 
-def _peer_uid(sock: socket.socket) -> int:
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The caller's uid where the system says it (Linux); elsewhere None, and the socket's
+    folder, which only its owner can enter, is the only gate."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])
 
@@ -90,8 +94,12 @@ class Daemon:
         self.commands = 0
         self.busy = False
         self.ready = False
+        self.stopping = False
+        # Set only while a command's own code runs: a SIGINT (the caller's Ctrl-C, a stop) then
+        # interrupts it; at any other moment the daemon's own bookkeeping must not be cut short.
+        self.interruptible = False
         self.lock = threading.Lock()
-        self.jobs: queue.Queue[Any] = queue.Queue()
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()  # put() is safe in a signal handler
         self.fingerprint: dict[str, int] = {}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The log is what stdout was at start: during a command, descriptors 1 and 2 are the caller's.
@@ -127,6 +135,10 @@ class Daemon:
         from nbflow.runner import run_notebook
         from nbflow.store import open_store
 
+        # Worker processes started later (scale this cell, a restart) come from a fork server
+        # made now: started during a command, they would hold the caller's stdout and stderr
+        # (descriptors 1 and 2 are the caller's then) open for as long as they live.
+        dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
         # A small real run, in a store thrown away after: it starts the cluster, and has the
         # driver and every worker import and initialize what a run needs.
         with tempfile.TemporaryDirectory(prefix="nbflow-warm-up-") as folder:
@@ -143,14 +155,25 @@ class Daemon:
         self.ready = True
 
     # -- serving ----------------------------------------------------------------------------------
-    def serve(self) -> None:
+    def listen(self) -> None:
+        """Answer callers from now on (``status`` says ``ready: false`` while warming up)."""
         threading.Thread(target=self._accept, name="nbflow-daemon-accept", daemon=True).start()
+
+    def on_sigint(self, _signum: int, _frame: Any) -> None:
+        if self.interruptible:
+            raise KeyboardInterrupt
+
+    def interrupt(self) -> None:
+        """Interrupt the command under way, as Ctrl-C would (a real signal, so that a wait the
+        main thread is blocked in ends at once); nothing if no command's code is running."""
+        if self.interruptible:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    def serve(self) -> None:
         while True:
             remaining = self.idle_timeout - (time.monotonic() - self.last_used)
             try:
                 job = self.jobs.get(timeout=max(remaining, 0.01))
-            except KeyboardInterrupt:  # a caller's Ctrl-C that came as its command ended
-                continue
             except queue.Empty:
                 if self.busy:
                     continue
@@ -160,8 +183,6 @@ class Daemon:
                 return
             try:
                 self._command(*job)
-            except KeyboardInterrupt:  # a caller's Ctrl-C that came as its command ended
-                pass
             finally:
                 with self.lock:
                     self.busy = False
@@ -180,14 +201,21 @@ class Daemon:
                 conn.close()
 
     def _answer(self, conn: socket.socket) -> None:
-        if _peer_uid(conn) != os.getuid():
+        if _peer_uid(conn) not in (None, os.getuid()):
             conn.close()
             return
         channel = Channel(conn)
         conn.settimeout(5)  # a caller that connects and says nothing must not hold this thread
-        request = channel.receive(with_fds=2)
+        try:
+            request = channel.receive(with_fds=2)
+        except Exception:
+            for fd in channel.fds:
+                os.close(fd)
+            raise
         conn.settimeout(None)
         if request is None:
+            for fd in channel.fds:
+                os.close(fd)
             conn.close()
             return
         op = request.get("op")
@@ -222,9 +250,12 @@ class Daemon:
         with self.lock:
             if not self.ready:
                 return "it is still starting"
+            if self.stopping:
+                return "it is stopping"
             if self.busy:
                 return "it is busy with another command"
             if _fingerprint() != self.fingerprint:
+                self.stopping = True
                 self.jobs.put(STOP)
                 return ("nbflow, an installed package or a Dask config file changed since it "
                         "started; it stops now: `nbflow daemon start` starts a fresh one")
@@ -233,11 +264,10 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop after the current command, which is interrupted as by Ctrl-C (its run is recorded
-        interrupted, ready to resume)."""
+        interrupted, ready to resume). Safe in a signal handler."""
+        self.stopping = True
         self.jobs.put(STOP)
-        if self.busy:
-            self.log("stopping: interrupting the command under way")
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        self.interrupt()
 
     def status(self) -> dict[str, Any]:
         from nbflow.execute import _local
@@ -255,21 +285,17 @@ class Daemon:
     # -- one command --------------------------------------------------------------------------------
     def _command(self, conn: socket.socket, channel: Channel, request: dict[str, Any]) -> None:
         out_fd, err_fd = channel.fds
-        running = threading.Event()
-        running.set()
 
         def watch() -> None:
-            """A signal from the caller, or the caller gone: interrupt the command (Ctrl-C)."""
+            """Each signal from the caller, or the caller gone: interrupt the command (Ctrl-C)."""
             while True:
                 try:
                     message = channel.receive()
                 except (OSError, ValueError):
                     message = None
-                if not running.is_set():
-                    return
                 if message is None or "signal" in message:
-                    # A real SIGINT, so that a wait the main thread is blocked in ends at once.
-                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                    self.interrupt()
+                if message is None:
                     return
 
         code = 1
@@ -279,9 +305,12 @@ class Daemon:
                 send(conn, {"accepted": os.getpid()})
                 threading.Thread(target=watch, name="nbflow-daemon-watch", daemon=True).start()
                 try:
+                    self.interruptible = True
                     code = self._main(request["argv"])
+                except KeyboardInterrupt:  # after the command's own handlers
+                    code = 130
                 finally:
-                    running.clear()
+                    self.interruptible = False
             self.commands += 1
             self.log(f"{' '.join(request['argv'][:2])}: exit {code} after "
                      f"{time.monotonic() - began:.2f} s")
@@ -321,6 +350,7 @@ class Daemon:
         before_env = dict(os.environ)
         before_path = list(sys.path)
         before_cwd = os.getcwd()
+        before_streams = sys.stdout, sys.stderr  # a command may replace them (a broken pipe)
         saved = os.dup(1), os.dup(2)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -332,23 +362,22 @@ class Daemon:
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(line_buffering=stream.isatty())
         try:
-            os.environ.clear()
-            os.environ.update(request.get("env") or {})
+            _set_environ(request.get("env") or {})
             cwd = str(request.get("cwd") or "/")
             os.chdir(cwd)
             sys.path.insert(0, cwd)  # as `python -m nbflow` has its folder on the path
             yield
         finally:
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
+            self.interruptible = False
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            sys.stdout, sys.stderr = before_streams
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-            os.environ.clear()
-            os.environ.update(before_env)
+            _set_environ(before_env)
             sys.path[:] = before_path
             os.chdir(before_cwd)
             local = freshness.local_modules()
@@ -362,6 +391,16 @@ class Daemon:
         from nbflow.execute import _close_local
 
         _close_local()
+
+
+def _set_environ(wanted: dict[str, str]) -> None:
+    """Make ``os.environ`` equal ``wanted``, touching only the variables that differ (other
+    threads of the daemon read it meanwhile)."""
+    for name in [n for n in os.environ if n not in wanted]:
+        del os.environ[name]
+    for name, value in wanted.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 # -- the commands ----------------------------------------------------------------------------------
@@ -378,18 +417,27 @@ def _socket_path() -> Path:
 
 def request(op: str, *, timeout: float = 5.0) -> dict[str, Any] | None:
     """Send ``op`` (status, stop) to this environment's daemon; None if none runs."""
-    sock = connect(_socket_path(), timeout)
-    if sock is None:
-        return None
-    with sock:
-        send(sock, {"op": op})
-        return Channel(sock).receive()
+    path = _socket_path()
+    try:
+        sock = connect(path, timeout)
+        if sock is None:
+            return None
+        with sock:
+            send(sock, {"op": op})
+            return Channel(sock).receive()
+    except (OSError, ValueError) as exc:
+        raise DaemonError(f"the daemon at {path} did not answer {op!r}: {exc!r}; its log is "
+                          f"{_log_path(path)}") from exc
 
 
 def start(idle_timeout: float, *, wait: float = 120.0) -> dict[str, Any]:
     """Start this environment's daemon (unless one runs) and wait until it serves; its status."""
     running = request("status")
     if running is not None:
+        deadline = time.monotonic() + wait
+        while not running.get("ready") and time.monotonic() < deadline:  # another start's
+            time.sleep(0.05)
+            running = request("status") or running
         return {**running, "already": True}
     path = _socket_path()
     log = _log_path(path)
@@ -407,9 +455,10 @@ def start(idle_timeout: float, *, wait: float = 120.0) -> dict[str, Any]:
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
             start_new_session=True)
     while time.monotonic() < deadline:
-        status = request("status")
-        if status is not None and status.get("ready"):
-            return status
+        with contextlib.suppress(DaemonError):  # busy starting: ask again
+            status = request("status")
+            if status is not None and status.get("ready"):
+                return status
         if process.poll() is not None:
             tail = log.read_text(errors="replace").splitlines()[-15:]
             raise DaemonError("the daemon stopped while starting:\n" + "\n".join(tail))
@@ -454,11 +503,12 @@ def _serve(path: Path, idle_timeout: float) -> int:
         daemon.log(str(exc))
         return 1
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
-    # Python's own Ctrl-C handler, even if started from a shell that ignores SIGINT for
-    # background jobs: a caller's Ctrl-C arrives as a SIGINT to the main thread.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A caller's Ctrl-C arrives as a SIGINT to the main thread (set even if started from a shell
+    # that ignores SIGINT for background jobs).
+    signal.signal(signal.SIGINT, daemon.on_sigint)
     try:
         daemon.log(f"pid {os.getpid()} starting on {path}")
+        daemon.listen()
         daemon.warm_up()
         daemon.log("ready")
         daemon.serve()

@@ -36,6 +36,7 @@ VOLATILE = frozenset({
     "LS_COLORS", "NBFLOW_NO_DAEMON",
 })
 MAX_MESSAGE = 1 << 20
+ACCEPT_TIMEOUT = 30.0  # seconds a daemon may take to take or refuse a command
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
 
@@ -43,7 +44,8 @@ def environment_key(environ: dict[str, str] | None = None) -> str:
     """What a daemon must share with its callers: Python, and the non-volatile environment."""
     environ = dict(os.environ if environ is None else environ)
     kept = sorted((k, v) for k, v in environ.items() if k not in VOLATILE)
-    text = json.dumps([os.path.realpath(sys.executable), kept])
+    # sys.prefix too: every virtual environment's python resolves to the same base interpreter.
+    text = json.dumps([sys.executable, sys.prefix, kept])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -116,13 +118,18 @@ def connect(path: Path, timeout: float | None = None) -> socket.socket | None:
 
 def forward(argv: list[str]) -> int | None:
     """Have the daemon serving this environment run ``argv``; its exit code, or None to run here."""
+    if os.name != "posix" or not hasattr(socket, "AF_UNIX"):
+        return None
     try:
         path = socket_path()
     except OSError:
         return None
     if not path.exists():
         return None
-    sock = connect(path)
+    try:
+        sock = connect(path, timeout=ACCEPT_TIMEOUT)
+    except OSError:
+        return None
     if sock is None:
         return None
     with sock:
@@ -135,7 +142,10 @@ def forward(argv: list[str]) -> int | None:
         except (AttributeError, OSError, ValueError):  # no real stdout/stderr, or no cwd
             return None
         channel = Channel(sock)
-        reply = channel.receive()
+        try:
+            reply = channel.receive()
+        except (OSError, ValueError) as exc:  # a daemon stuck, or closing with callers queued
+            reply = {"refused": f"no answer: {exc!r}"}
         if reply is None or "accepted" not in reply:
             why = (reply or {}).get("refused", "it closed the connection")
             print(f"nbflow: the daemon did not take this command ({why}); running it here.",
@@ -148,7 +158,11 @@ def forward(argv: list[str]) -> int | None:
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, interrupt)
-        done = channel.receive()
+        sock.settimeout(None)  # the command takes as long as it takes
+        try:
+            done = channel.receive()
+        except (OSError, ValueError):
+            done = None
         if done is None or "exit" not in done:
             print(f"nbflow: error: the daemon (pid {reply['accepted']}) stopped during the command; "
                   f"its log is {path.with_suffix('.log')}. A run it was driving shows as "

@@ -388,6 +388,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
                 with contextlib.suppress(OSError):
                     result[f"{stream}_path"] = store.write_text(f"{prefix}.{stream}", text)
         result["finished"] = time.time()
+        freshness.drop_changed()  # records what the task imported, as it is now
     _publish(spec.result_topic, {"kind": "result", "run": spec.run_id, "step": spec.step,
                                  "task_id": spec.task_id, "attempt": spec.attempt, **result})
     return result
@@ -404,8 +405,22 @@ def _enter_notebook_dir(cwd: str | None) -> None:
         here = None
     if here != cwd:
         os.chdir(cwd)
-    if cwd not in sys.path:
+    global _notebook_folder
+    if _notebook_folder != cwd:
+        if _notebook_folder is not None:
+            # Another notebook's folder: its local modules (a `utils.py` of its own) must not
+            # stand in for this one's, nor its folder shadow this one on the path.
+            with contextlib.suppress(ValueError):
+                sys.path.remove(_notebook_folder)
+            freshness.drop_all()
+        _notebook_folder = cwd
+    if not sys.path or sys.path[0] != cwd:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(cwd)
         sys.path.insert(0, cwd)
+
+
+_notebook_folder: str | None = None  # the folder this worker's tasks last ran in
 
 
 class OutputError(Exception):

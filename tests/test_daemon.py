@@ -156,6 +156,91 @@ def test_a_local_module_edited_between_runs_is_imported_afresh(daemon: Daemon) -
     assert "use succeeded" in second.stderr  # re-run: the module's source is in the cache key
 
 
+def test_each_notebook_folder_gets_its_own_local_modules(daemon: Daemon) -> None:
+    """Two projects with a `utils.py` each, on the daemon's same workers, one after the other."""
+    notebooks = []
+    for project, value in (("alpha", 1), ("beta", 2)):
+        folder = daemon.root / project
+        folder.mkdir()
+        (folder / "utils.py").write_text(f"VALUE = {value}\n")
+        notebooks.append(write_notebook(folder / "flow.ipynb", [
+            "%%step use\nimport utils\nprint('utils says', utils.VALUE)\nv = utils.VALUE"]))
+    daemon.start()
+    for _ in range(2):  # and back: each run lands on a worker that served the other project
+        for nb, value in zip(notebooks, (1, 2), strict=True):
+            done = daemon.nbflow("run", str(nb), "--store", str(daemon.store), "--force",
+                                 cwd=nb.parent)
+            assert done.returncode == 0, done.stderr
+            assert f"utils says {value}" in done.stdout, (nb, done.stdout)
+
+
+def test_output_piped_into_a_closed_reader_leaves_later_commands_their_output(
+        daemon: Daemon) -> None:
+    loud = write_notebook(daemon.root / "loud.ipynb", [
+        "for i in range(20000):\n    print('line', i)",
+        "%%step s\nx = 1",
+    ])
+    nb = write_notebook(daemon.root / "flow.ipynb", FLOW)
+    status = daemon.start()
+    piped = subprocess.run(
+        f"{sys.executable} -m nbflow run {loud} --store {daemon.store} | head -n 1",
+        shell=True, cwd=daemon.root, env=daemon.env, capture_output=True, text=True, timeout=120)
+    assert piped.stdout == "line 0\n", piped.stderr
+    deadline = time.monotonic() + 60
+    while (now := daemon.status()) is not None and now["busy"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    after = daemon.nbflow("run", str(nb), "--store", str(daemon.store))
+    assert after.returncode == 0, after.stderr
+    assert "plain cell here" in after.stdout and "[first] first step here" in after.stdout
+    assert daemon.run_record(after.stderr)["driver"]["pid"] == status["pid"]
+
+
+def test_a_worker_started_for_a_big_step_does_not_hold_the_callers_pipe(daemon: Daemon) -> None:
+    """Scale this cell during a daemon command: the new worker comes from the fork server the
+    daemon started at warm-up, not from a process whose stdout is the caller's pipe, so the
+    caller's output ends when its command does (the worker idles on for a minute)."""
+    per_worker = psutil.virtual_memory().total // (psutil.cpu_count() or 1)
+    gib = -(-(per_worker + 2**30) // 2**30)
+    nb = write_notebook(daemon.root / "big.ipynb", [f"%%resources memory={gib}G\n%%step big\nx = 1"])
+    daemon.start()
+    try:
+        done = daemon.nbflow("run", str(nb), "--store", str(daemon.store), timeout=45)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError("the caller's pipe stayed open after its command ended") from exc
+    assert done.returncode == 0, done.stderr
+    assert "big succeeded" in done.stderr
+
+
+def test_a_command_while_the_daemon_warms_up_runs_itself(daemon: Daemon) -> None:
+    from nbflow import launch
+
+    nb = write_notebook(daemon.root / "flow.ipynb", FLOW)
+    env = daemon.env
+    key = launch.environment_key(env)
+    folder = daemon.runtime / f"nbflow-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    path = folder / f"daemon-{key}.sock"
+    log = open(path.with_suffix(".log"), "ab")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-m", "nbflow.daemon", str(path), "600"],
+                              env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.01)
+        early = daemon.status()
+        assert early is not None and early["ready"] is False  # answered while warming up
+        done = daemon.nbflow("run", str(nb), "--store", str(daemon.store))
+        assert done.returncode == 0, done.stderr
+        assert "the daemon did not take this command (it is still starting)" in done.stderr
+        assert daemon.run_record(done.stderr)["driver"]["pid"] != server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+
+
 def test_callers_with_another_environment_or_cluster_run_themselves(daemon: Daemon) -> None:
     nb = write_notebook(daemon.root / "flow.ipynb", FLOW)
     status = daemon.start()
