@@ -181,12 +181,7 @@ class Daemon:
                 return
             if job == STOP:
                 return
-            try:
-                self._command(*job)
-            finally:
-                with self.lock:
-                    self.busy = False
-                    self.last_used = time.monotonic()
+            self._command(*job)
 
     def _accept(self) -> None:
         while True:
@@ -300,6 +295,7 @@ class Daemon:
 
         code = 1
         began = time.monotonic()
+        released = False
         try:
             with self._as_caller(request, out_fd, err_fd):
                 send(conn, {"accepted": os.getpid()})
@@ -314,16 +310,25 @@ class Daemon:
             self.commands += 1
             self.log(f"{' '.join(request['argv'][:2])}: exit {code} after "
                      f"{time.monotonic() - began:.2f} s")
+            self._release()  # the next caller may come as soon as this one has its exit code
+            released = True
             # After the caller's descriptors are given back: its pipes see their end with this.
             send(conn, {"exit": code})
         except OSError as exc:
             self.log(f"a caller went away: {exc!r}")
         finally:
+            if not released:
+                self._release()
             conn.close()
         from nbflow.execute import reset_local_cluster
 
         reset_local_cluster()  # a cluster that died is started again by the next command
         gc.collect()
+
+    def _release(self) -> None:
+        with self.lock:
+            self.busy = False
+            self.last_used = time.monotonic()
 
     @staticmethod
     def _main(argv: list[str]) -> int:

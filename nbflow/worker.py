@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import functools
 import importlib
 import io
 import linecache
@@ -287,7 +288,8 @@ def compile_step(spec: TaskSpec) -> tuple[Any, Any]:
 def run_task(spec: TaskSpec) -> dict[str, Any]:
     """Run one attempt of one task; never raises for the step's own errors (they are reported)."""
     _install_process_hooks()
-    freshness.drop_changed()  # a local module edited since this worker imported it
+    if _own_process():
+        freshness.drop_changed()  # a local module edited since this worker imported it
     started = time.time()
     if spec.report_start:
         _publish(spec.result_topic, {"kind": "started", "run": spec.run_id, "step": spec.step,
@@ -388,7 +390,8 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
                 with contextlib.suppress(OSError):
                     result[f"{stream}_path"] = store.write_text(f"{prefix}.{stream}", text)
         result["finished"] = time.time()
-        freshness.drop_changed()  # records what the task imported, as it is now
+        if _own_process():
+            freshness.drop_changed()  # records what the task imported, as it is now
     _publish(spec.result_topic, {"kind": "result", "run": spec.run_id, "step": spec.step,
                                  "task_id": spec.task_id, "attempt": spec.attempt, **result})
     return result
@@ -405,6 +408,10 @@ def _enter_notebook_dir(cwd: str | None) -> None:
         here = None
     if here != cwd:
         os.chdir(cwd)
+    if not _own_process():  # a kernel's or driver's own path and modules are left alone
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
+        return
     global _notebook_folder
     if _notebook_folder != cwd:
         if _notebook_folder is not None:
@@ -421,6 +428,19 @@ def _enter_notebook_dir(cwd: str | None) -> None:
 
 
 _notebook_folder: str | None = None  # the folder this worker's tasks last ran in
+
+
+@functools.cache
+def _own_process() -> bool:
+    """Whether this worker has its process to itself (a nanny started it). Only then does nbflow
+    forget modules and move folders off ``sys.path``: a cluster running inside a kernel or a
+    driver (``processes=False``) shares that process's modules with the user's own code."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().nanny is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class OutputError(Exception):
