@@ -91,12 +91,21 @@ def file_unchanged(f: DataFile) -> bool:
 def usable(store: Store, candidates: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest candidate task whose data files are unchanged and whose outputs are still
     there, whole (a truncated output makes the step run again, which rewrites it). The outputs
-    of the one chosen are claimed (``ArtifactStore.claim``), so a concurrent gc keeps them."""
+    and logs of the one chosen are claimed (``ArtifactStore.claim``, ``claim_file``), so a
+    concurrent gc keeps them."""
     for cand in candidates:
         files = [DataFile.from_json(f) for f in cand.get("files") or []]
         if not all(file_unchanged(f) for f in files):
             continue
-        if not all(store.artifacts.claim(r.hash, r.size) for r in cand["outputs"].values()):
+        if not claim_task(store, cand):
             continue
         return cand
     return None
+
+
+def claim_task(store: Store, task: dict[str, Any]) -> bool:
+    """Claim what reusing ``task`` shows: its outputs (whole) and its log files; False if one
+    is gone (a concurrent gc took it first)."""
+    return (all(store.artifacts.claim(r.hash, r.size) for r in task["outputs"].values())
+            and all(store.artifacts.claim_file(p)
+                    for p in (task.get("stdout_path"), task.get("stderr_path")) if p))

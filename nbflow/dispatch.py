@@ -297,10 +297,9 @@ class Dispatcher:
         return {k: self.cache_memo[k] for k in keys if k in self.cache_memo}
 
     def _claim(self, originals: list[Row]) -> bool:
-        """Whether the original run's outputs of a step are all still there (claimed, so that a
-        concurrent gc keeps them); if not, resume runs the step again."""
-        return all(self.store.artifacts.claim(r.hash, r.size)
-                   for orig in originals for r in orig["outputs"].values())
+        """Whether the original run's outputs and logs of a step are all still there (claimed,
+        so that a concurrent gc keeps them); if not, resume runs the step again."""
+        return all(cache.claim_task(self.store, orig) for orig in originals)
 
     def _reuse(self, state: StepState, originals: list[Row]) -> None:
         """On resume: take the original run's tasks of this step as they are."""

@@ -14,7 +14,10 @@ Safe while other runs write to the store:
   that exists already (which refreshes its mtime), and a cache hit or resume claims the objects it
   reuses (``ArtifactStore.claim``); ``ArtifactStore.collect`` re-checks the mtime after moving an
   object aside, so a claim just before the move keeps it and one just after finds it gone and
-  makes it again.
+  makes it again;
+- logs are handled alike: a cache hit or resume claims the log files of the task it reuses
+  (``ArtifactStore.claim_file``), and a log of a run no longer recorded is collected
+  (``collect_file``) only when older than the cutoff, so a later gc takes what this one left.
 
 The default is a dry run, which reports what would be freed.
 """
@@ -233,12 +236,15 @@ def collect(store: Store, policy: Policy, *, dry_run: bool = True) -> Report:
                 store.artifacts.remove(path)
             report.leftovers += 1
             report.leftover_bytes += size
-    for run_id in delete:
-        for path, size, _ in list(store.artifacts.iter_files(f"logs/{run_id}")):
-            if path in logs:
-                continue  # a kept cached task shows this log
-            if not dry_run:
-                store.artifacts.remove(path)
+    # Logs of runs no longer recorded (those deleted now, and any an earlier gc had to leave),
+    # unless a kept task shows them or a cache hit claimed them lately (mtime >= cutoff).
+    with store.meta.engine.connect() as conn:
+        recorded = {r for (r,) in conn.execute(sa.select(t.runs.c.id))} - doomed
+    for path, size, mtime in list(store.artifacts.iter_files("logs")):
+        parts = path.split("/")
+        if len(parts) < 3 or parts[1] in recorded or path in logs or mtime >= cutoff:
+            continue
+        if dry_run or store.artifacts.collect_file(path, cutoff):
             report.logs += 1
             report.log_bytes += size
     return report

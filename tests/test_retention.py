@@ -179,6 +179,50 @@ def test_a_running_run_and_recent_objects_are_never_collected(tmp_path: Path, st
     assert loads_everything(store, [second]) == 5
 
 
+def test_cache_hits_claim_logs_and_gc_takes_logs_no_recorded_run_has(
+        tmp_path: Path, store: Store, executor: Executor) -> None:
+    path = write_notebook(tmp_path / "flow.ipynb", CELLS)
+    first = run_notebook(path, store=store, executor=executor)
+    shared = next(t for t in store.meta.tasks(first) if t["step"] == "shared")
+    log = Path(store.artifacts.root) / shared["stdout_path"]
+    then = time.time() - 3600
+    os.utime(log, (then, then))
+    second = run_notebook(path, store=store, executor=executor)
+    hit = next(t for t in store.meta.tasks(second) if t["step"] == "shared")
+    assert hit["status"] == TaskStatus.CACHED.value and hit["stdout_path"] == shared["stdout_path"]
+    assert log.stat().st_mtime > then + 1800  # claimed: a concurrent gc now keeps it
+    # Logs of a run no longer recorded (left by an earlier gc): old ones go, recent ones stay.
+    orphans = Path(store.artifacts.root) / "logs" / "20200101-000000-abcdef"
+    orphans.mkdir(parents=True)
+    (orphans / "1.1.stdout").write_text("old\n")
+    os.utime(orphans / "1.1.stdout", (then, then))
+    (orphans / "2.1.stdout").write_text("recent\n")
+    report = collect(store, Policy(keep_last=2), dry_run=False)
+    assert report.runs == [] and report.logs == 1
+    assert sorted(p.name for p in orphans.iterdir()) == ["2.1.stdout"]
+    # The first run goes: the log its cached task still shows stays, with the second run.
+    with dask.config.set({"nbflow.gc.grace": "0s"}):
+        report = collect(store, Policy(keep_last=1), dry_run=False)
+    assert report.runs == [first] and log.exists()
+    assert loads_everything(store, [second]) == 5
+
+
+def test_collect_file_keeps_a_claimed_log_and_takes_an_old_one_with_its_folder(
+        tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path))
+    store.write_text("logs/r1/1.1.stdout", "one\n")
+    log = tmp_path / "logs" / "r1" / "1.1.stdout"
+    then = time.time() - 3600
+    os.utime(log, (then, then))
+    assert store.claim_file("logs/r1/1.1.stdout")  # a cache hit shows it
+    assert not store.collect_file("logs/r1/1.1.stdout", then + 1) and log.exists()
+    os.utime(log, (then, then))
+    assert store.collect_file("logs/r1/1.1.stdout", then + 1)
+    assert not (tmp_path / "logs" / "r1").exists()  # its folder, left empty, went too
+    assert not store.claim_file("logs/r1/1.1.stdout")  # a cache hit now runs the step instead
+    assert not store.collect_file("logs/r1/1.1.stdout", then + 1)
+
+
 # -- the object protocol, step by step -------------------------------------------------------------
 
 

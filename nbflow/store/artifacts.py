@@ -217,6 +217,11 @@ class ArtifactStore:
             return False
         return self.intact(key, size)
 
+    def claim_file(self, relpath: str) -> bool:
+        """For a local store, mark a file of the store (a log a cache hit shows) as just used,
+        so that a concurrent ``collect_file`` keeps it; False if it is gone. Elsewhere True."""
+        return not self.local or self._claim_local(f"{self.root}/{relpath}")
+
     @staticmethod
     def _claim_local(path: str) -> bool:
         """Touch a local object; False if it is not there."""
@@ -266,17 +271,7 @@ class ArtifactStore:
         path = self.path(key)
         try:
             if self.local:
-                aside = f"{self.root}/tmp/gc-{uuid.uuid4().hex}"
-                os.makedirs(os.path.dirname(aside), exist_ok=True)
-                try:
-                    os.rename(path, aside)
-                except FileNotFoundError:
-                    return False
-                if os.stat(aside).st_mtime >= cutoff:
-                    os.replace(aside, path)
-                    return False
-                os.unlink(aside)
-                return True
+                return self._collect_local(path, cutoff)
             try:
                 if _mtime(self.fs.info(path)) >= cutoff:
                     return False
@@ -299,6 +294,37 @@ class ArtifactStore:
             if info.get("type") == "directory":
                 continue
             yield path[len(self.root) + 1:], int(info.get("size") or 0), _mtime(info)
+
+    def collect_file(self, relpath: str, cutoff: float) -> bool:
+        """``remove`` a file of the store (a log) unless it was claimed at or after ``cutoff``;
+        whether it was removed. Locally it is renamed aside first, as ``collect`` does."""
+        path = f"{self.root}/{relpath}"
+        if not self.local:
+            self.remove(relpath)
+            return True
+        try:
+            removed = self._collect_local(path, cutoff)
+        except OSError as exc:
+            raise ArtifactError(write_error(self.url, exc)) from exc
+        if removed:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))  # a log folder left empty
+        return removed
+
+    def _collect_local(self, path: str, cutoff: float) -> bool:
+        """Move ``path`` aside, then delete it unless its mtime says it was claimed at or after
+        ``cutoff`` (then it goes back); whether it was deleted."""
+        aside = f"{self.root}/tmp/gc-{uuid.uuid4().hex}"
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        if os.stat(aside).st_mtime >= cutoff:
+            os.replace(aside, path)
+            return False
+        os.unlink(aside)
+        return True
 
     def remove(self, relpath: str) -> None:
         """Delete a file inside the store (a log); a missing one is fine. A local log folder
