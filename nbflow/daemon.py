@@ -196,46 +196,36 @@ class Daemon:
                 conn.close()
 
     def _answer(self, conn: socket.socket) -> None:
-        if _peer_uid(conn) not in (None, os.getuid()):
-            conn.close()
-            return
+        """One caller's request. Only an accepted command keeps its connection and the
+        descriptors it sent (the main thread runs it); every other answer closes them."""
         channel = Channel(conn)
-        conn.settimeout(5)  # a caller that connects and says nothing must not hold this thread
+        handed_over = False
         try:
+            if _peer_uid(conn) not in (None, os.getuid()):
+                return
+            conn.settimeout(5)  # a caller that connects and says nothing must not hold this thread
             request = channel.receive(with_fds=2)
-        except Exception:
-            for fd in channel.fds:
-                os.close(fd)
-            raise
-        conn.settimeout(None)
-        if request is None:
-            for fd in channel.fds:
-                os.close(fd)
-            conn.close()
-            return
-        op = request.get("op")
-        if op == "status":
-            for fd in channel.fds:
-                os.close(fd)
-            send(conn, self.status())
-            conn.close()
-        elif op == "stop":
-            for fd in channel.fds:
-                os.close(fd)
-            send(conn, {"stopping": os.getpid(), "interrupted": self.busy})
-            conn.close()
-            self.stop()
-        elif op == "command":
-            refusal = self._refusal(request, channel.fds)
-            if refusal:
+            conn.settimeout(None)
+            if request is None:
+                return
+            op = request.get("op")
+            if op == "status":
+                send(conn, self.status())
+            elif op == "stop":
+                send(conn, {"stopping": os.getpid(), "interrupted": self.busy})
+                self.stop()
+            elif op == "command":
+                refusal = self._refusal(request, channel.fds)
+                if refusal:
+                    send(conn, {"refused": refusal})
+                else:
+                    self.jobs.put((conn, channel, request))
+                    handed_over = True
+        finally:
+            if not handed_over:
                 for fd in channel.fds:
                     os.close(fd)
-                send(conn, {"refused": refusal})
                 conn.close()
-            else:
-                self.jobs.put((conn, channel, request))
-        else:
-            conn.close()
 
     def _refusal(self, request: dict[str, Any], fds: list[int]) -> str | None:
         if len(fds) != 2 or not isinstance(request.get("argv"), list):
